@@ -1,0 +1,62 @@
+"""The Python API: run a study or read one, from a notebook or a script."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bohb_runner.results import StudyResults
+from bohb_runner.settings import DEFAULT_WORKER, BOHBOptions, StudySettings
+from bohb_runner.spaces import load_space, space_to_dict
+from bohb_runner.study import RunOptions, create_study, run_master
+
+
+def run_study(
+    space: str | Path,
+    study_dir: str | Path,
+    *,
+    workers: int = 1,
+    optimizer: str = "bohb",
+    min_budget: float = 1.0,
+    max_budget: float = 9.0,
+    eta: float = 3.0,
+    iterations: int = 4,
+    seed: int = 0,
+    worker: str = DEFAULT_WORKER,
+    dataset: str = "digits",
+    data_dir: str | None = None,
+    split: str | None = None,
+    progress: bool = True,
+    device: str = "auto",
+    threads: int = 1,
+    **bohb_options: Any,
+) -> StudyResults:
+    """Create a study in ``study_dir`` and run it with ``workers`` local worker processes.
+
+    The options are those of ``bohb-runner run``; ``bohb_options`` are BOHB's
+    (``top_n_percent``, ``num_samples``, ``random_fraction``, ``bandwidth_factor``,
+    ``min_bandwidth``, ``min_points_in_model``). Returns the study's results when it ends.
+    """
+    settings = StudySettings(
+        space=space_to_dict(load_space(space)),
+        space_file=str(space),
+        optimizer=optimizer,
+        min_budget=min_budget,
+        max_budget=max_budget,
+        eta=eta,
+        iterations=iterations,
+        seed=seed,
+        worker=worker,
+        dataset=dataset,
+        data_dir=data_dir,
+        split=split,
+        bohb=BOHBOptions(**bohb_options),
+    )
+    create_study(Path(study_dir), settings)
+    options = RunOptions(workers=workers, progress=progress, device=device, threads=threads)
+    return run_master(Path(study_dir), options)
+
+
+def load_study(study_dir: str | Path) -> StudyResults:
+    """The results of a study so far: finished, running or interrupted."""
+    return StudyResults.load(study_dir)

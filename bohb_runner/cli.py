@@ -1,0 +1,318 @@
+"""The ``bohb-runner`` command: a thin layer of argument parsing over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from bohb_runner import __version__
+from bohb_runner.errors import UserError
+from bohb_runner.export import FORMATS, export_hpbandster
+from bohb_runner.master import StudyFailed
+from bohb_runner.progress import format_budget, format_duration
+from bohb_runner.results import StudyResults
+from bohb_runner.settings import DEFAULT_WORKER, OPTIMIZERS, BOHBOptions, StudySettings
+from bohb_runner.spaces import load_space, space_to_dict
+from bohb_runner.study import RunOptions, create_study, run_master
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except UserError as exc:
+        print(f"bohb-runner: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except StudyFailed as exc:
+        where = f" (details in {Path(args.study_dir) / 'logs'})" if getattr(args, "study_dir", None) else ""
+        print(f"bohb-runner: study failed: {exc}{where}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(_interrupted_message(args), file=sys.stderr)
+        return 130
+
+
+def _interrupted_message(args: argparse.Namespace) -> str:
+    study_dir = getattr(args, "study_dir", None)
+    if not study_dir:
+        return "bohb-runner: interrupted"
+    try:
+        count = len(StudyResults.load(study_dir).evaluations)
+    except UserError:
+        return "bohb-runner: interrupted"
+    return f"bohb-runner: interrupted; {count} finished evaluations are kept in {Path(study_dir) / 'results.jsonl'}"
+
+
+# -- parser ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bohb-runner",
+        description="Multi-fidelity hyperparameter optimization (BOHB, Hyperband, random search) with hpbandster.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a study: nameserver, master and local workers")
+    _add_study_options(run)
+    _add_master_options(run)
+    run.add_argument("--workers", type=int, default=1, help="local worker processes to start (default: 1)")
+    run.add_argument("--device", default="auto", help="device for local workers: auto, cpu, cuda, cuda:N, cuda:each")
+    run.add_argument("--threads", type=int, default=1, help="CPU threads per local worker (default: 1)")
+    run.set_defaults(handler=_cmd_run)
+
+    master = commands.add_parser("master", help="run the nameserver and master only; start workers separately")
+    _add_study_options(master)
+    _add_master_options(master)
+    master.set_defaults(handler=_cmd_master, workers=0, device="auto", threads=1)
+
+    worker = commands.add_parser("worker", help="run one worker for a study (before or after its master)")
+    worker.add_argument("--study-dir", required=True, type=Path, help="the study directory (shared with the master)")
+    worker.add_argument("--worker", default=None, help="module:Class to run instead of the study's worker")
+    worker.add_argument("--name", default=None, help="worker name in logs (default: host-pid)")
+    worker.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    worker.add_argument("--threads", type=int, default=1, help="CPU threads for training (default: 1)")
+    worker.add_argument("--host", default="127.0.0.1", help="address this worker listens on (default: loopback)")
+    worker.add_argument(
+        "--wait-for-master", type=float, default=600.0, help="seconds to wait for a master to appear (default: 600)"
+    )
+    worker.add_argument("--log-file", default=None, help="log file (default: STUDY_DIR/logs/worker-NAME.log; - for stderr)")
+    worker.set_defaults(handler=_cmd_worker)
+
+    best = commands.add_parser("best", help="print a study's incumbent")
+    best.add_argument("study_dir", type=Path, metavar="DIR")
+    best.add_argument("--json", action="store_true", help="print JSON")
+    best.add_argument("--retrain", type=Path, metavar="OUT.pt", help="retrain the incumbent at its budget, save weights")
+    best.add_argument("--device", default="cpu", help="device for --retrain (default: cpu, reproducible)")
+    best.set_defaults(handler=_cmd_best)
+
+    export = commands.add_parser("export", help="export a study for other tools")
+    export.add_argument("study_dir", type=Path, metavar="DIR")
+    export.add_argument("--format", choices=FORMATS, default="hpbandster")
+    export.add_argument("out", type=Path, metavar="OUT", help="output directory")
+    export.set_defaults(handler=_cmd_export)
+    return parser
+
+
+def _add_study_options(parser: argparse.ArgumentParser) -> None:
+    defaults = StudySettings(space={})
+    group = parser.add_argument_group("study")
+    group.add_argument("--space", type=Path, help="ConfigSpace YAML or JSON file (e.g. spaces/lenet.yaml)")
+    group.add_argument("--study-dir", required=True, type=Path, help="directory for settings, journal and logs")
+    group.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
+    group.add_argument("--min-budget", type=float, default=defaults.min_budget, help="smallest budget in epochs (default: 1)")
+    group.add_argument("--max-budget", type=float, default=defaults.max_budget, help="largest budget in epochs (default: 9)")
+    group.add_argument("--eta", type=float, default=defaults.eta, help="successive-halving ratio (default: 3)")
+    group.add_argument("--iterations", type=int, default=defaults.iterations, help="Hyperband iterations (default: 4)")
+    group.add_argument("--seed", type=int, default=defaults.seed, help="seed of sampling, data split and training")
+    group.add_argument("--worker", default=DEFAULT_WORKER, help=f"hpbandster Worker class, module:Class (default: {DEFAULT_WORKER})")
+    group.add_argument("--dataset", default=defaults.dataset, help="digits (embedded, default) or mnist (IDX files)")
+    group.add_argument("--data-dir", default=None, help="directory of MNIST-format IDX files, for --dataset mnist")
+    group.add_argument("--split", default=None, help="train,val,test fractions or counts (default: per dataset)")
+    bohb = parser.add_argument_group("BOHB")
+    b = BOHBOptions()
+    bohb.add_argument("--top-n-percent", type=int, default=b.top_n_percent)
+    bohb.add_argument("--num-samples", type=int, default=b.num_samples)
+    bohb.add_argument("--random-fraction", type=float, default=b.random_fraction)
+    bohb.add_argument("--bandwidth-factor", type=float, default=b.bandwidth_factor)
+    bohb.add_argument("--min-bandwidth", type=float, default=b.min_bandwidth)
+    bohb.add_argument("--min-points-in-model", type=int, default=b.min_points_in_model)
+
+
+def _add_master_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("master")
+    group.add_argument("--host", default="127.0.0.1", help="address the nameserver and master listen on (default: loopback)")
+    group.add_argument("--min-workers", type=int, default=1, help="workers to wait for before starting (default: 1)")
+    group.add_argument("--ping-interval", type=float, default=10.0, help="seconds between worker liveness checks")
+    group.add_argument("--no-progress", action="store_true", help="no live progress line")
+
+
+def settings_from_args(args: argparse.Namespace) -> StudySettings:
+    if args.space is None:
+        raise UserError("--space is required to create a study")
+    space = load_space(args.space)
+    return StudySettings(
+        space=space_to_dict(space),
+        space_file=str(args.space),
+        optimizer=args.optimizer,
+        min_budget=args.min_budget,
+        max_budget=args.max_budget,
+        eta=args.eta,
+        iterations=args.iterations,
+        seed=args.seed,
+        worker=args.worker,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        split=args.split,
+        bohb=BOHBOptions(
+            top_n_percent=args.top_n_percent,
+            num_samples=args.num_samples,
+            random_fraction=args.random_fraction,
+            bandwidth_factor=args.bandwidth_factor,
+            min_bandwidth=args.min_bandwidth,
+            min_points_in_model=args.min_points_in_model,
+        ),
+    )
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    if args.workers < 0:
+        raise UserError(f"--workers must not be negative, got {args.workers}")
+    if args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    return _run(args)
+
+
+def _cmd_master(args: argparse.Namespace) -> int:
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = create_study(args.study_dir, settings_from_args(args))
+    print(describe_study(args.study_dir, settings), file=sys.stderr)
+    options = RunOptions(
+        workers=args.workers,
+        host=args.host,
+        min_workers=args.min_workers,
+        ping_interval=args.ping_interval,
+        progress=not args.no_progress,
+        device=args.device,
+        threads=args.threads,
+    )
+    started = time.monotonic()
+    results = run_master(args.study_dir, options)
+    print(describe_results(results, time.monotonic() - started))
+    return 0
+
+
+def describe_study(study_dir: Path, settings: StudySettings) -> str:
+    from bohb_runner.study import schedule_of
+
+    schedule = schedule_of(settings)
+    budgets = ", ".join(format_budget(b) for b in schedule.budgets)
+    jobs = schedule.total_jobs(settings.optimizer, settings.iterations)
+    cost = schedule.total_cost(settings.optimizer, settings.iterations)
+    line = (
+        f"study {study_dir}: {settings.optimizer}, budgets {budgets} (eta {settings.eta:g}), "
+        f"{settings.iterations} iterations, {jobs} evaluations, {cost:g} epochs planned"
+    )
+    data = settings.data or {}
+    sizes = data.get("sizes")
+    if isinstance(sizes, dict):
+        line += f"; data {settings.dataset} " + "/".join(str(sizes.get(k, "?")) for k in ("train", "val", "test"))
+    return line
+
+
+def describe_results(results: StudyResults, elapsed: float | None = None) -> str:
+    lines = []
+    inc = results.incumbent
+    if inc is None:
+        lines.append("no successful evaluation yet")
+    else:
+        info = inc.info if isinstance(inc.info, dict) else {}
+        test = info.get("test_error")
+        test_text = f", test error {test:.4f}" if isinstance(test, (int, float)) else ""
+        lines.append(
+            f"incumbent {tuple(inc.config_id)} on budget {format_budget(inc.budget)}: "
+            f"validation error {inc.loss:.4f}{test_text}"
+        )
+        width = max(len(k) for k in inc.config)
+        for key in sorted(inc.config):
+            value = inc.config[key]
+            text = f"{value:.6g}" if isinstance(value, float) else str(value)
+            lines.append(f"  {key:<{width}} = {text}")
+    summary = f"{len(results.evaluations)} evaluations ({len(results.failed)} failed), {results.budget_used:g} epochs"
+    if elapsed is not None:
+        summary += f" in {format_duration(elapsed)}"
+    lines.append(summary + f"; journal: {results.study_dir / 'results.jsonl'}")
+    return "\n".join(lines)
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from bohb_runner.local_workers import die_with_parent
+    from bohb_runner.logs import log_path, setup_file_logging
+    from bohb_runner.worker_process import WorkerOptions, run_worker
+
+    die_with_parent()
+    if args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    if not args.study_dir.exists() and not args.study_dir.parent.exists():
+        raise UserError(f"{args.study_dir}: neither the study directory nor its parent exists")
+    if args.log_file == "-":
+        setup_file_logging(None)
+    else:
+        name = args.name or "worker"
+        path = Path(args.log_file) if args.log_file else None
+        if path is None:
+            args.study_dir.mkdir(parents=True, exist_ok=True)
+            path = log_path(args.study_dir, name if args.name else f"worker-{_host_pid()}")
+        setup_file_logging(path)
+    options = WorkerOptions(
+        study_dir=args.study_dir,
+        name=args.name,
+        worker_spec=args.worker,
+        device=args.device,
+        threads=args.threads,
+        host=args.host,
+        wait_for_master=args.wait_for_master,
+    )
+    try:
+        return run_worker(options)
+    except UserError as exc:
+        logger.error("%s", exc)
+        raise
+
+
+def _host_pid() -> str:
+    import os
+    import socket
+
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _cmd_best(args: argparse.Namespace) -> int:
+    results = StudyResults.load(args.study_dir)
+    if args.retrain is not None:
+        from bohb_runner.retrain import retrain_incumbent
+
+        outcome = retrain_incumbent(results, args.retrain, device=args.device)
+        if args.json:
+            print(json.dumps({**results.summary(), "retrained": outcome}, indent=2))
+        else:
+            print(describe_results(results))
+            print(
+                f"retrained on budget {format_budget(outcome['budget'])}: validation error "
+                f"{outcome['loss']:.4f}, weights saved to {args.retrain}"
+            )
+        return 0
+    if results.incumbent is None and not args.json:
+        raise UserError(f"{args.study_dir}: no successful evaluation yet")
+    if args.json:
+        print(json.dumps(results.summary(), indent=2))
+    else:
+        print(describe_results(results))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    results = StudyResults.load(args.study_dir)
+    configs, result_file = export_hpbandster(results, args.out)
+    print(f"wrote {configs} and {result_file} ({len(results.evaluations)} results)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

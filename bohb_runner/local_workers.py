@@ -1,0 +1,164 @@
+"""Worker processes on this machine, started and stopped by ``bohb-runner run``.
+
+Each worker is ``python -m bohb_runner worker`` in a session of its own, so the terminal's
+Ctrl-C reaches only the master, which then shuts the workers down in order. Should the master
+itself be killed (SIGKILL, OOM), the kernel sends each worker SIGTERM (``PR_SET_PDEATHSIG``,
+set by the worker at start-up): no orphans either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bohb_runner.logs import log_path
+
+logger = logging.getLogger(__name__)
+
+PARENT_PID_ENV = "BOHB_RUNNER_PARENT_PID"
+
+
+@dataclass
+class WorkerExit:
+    name: str
+    returncode: int
+    log_file: Path
+
+    def last_log_line(self) -> str:
+        try:
+            lines = [line for line in self.log_file.read_text(errors="replace").splitlines() if line.strip()]
+        except OSError:
+            return ""
+        return lines[-1].strip() if lines else ""
+
+
+class LocalWorkers:
+    """Start ``count`` worker processes for the study and watch them."""
+
+    def __init__(
+        self,
+        study_dir: Path,
+        count: int,
+        *,
+        device: str = "auto",
+        threads: int = 1,
+        worker_spec: str | None = None,
+        on_exit: Callable[[WorkerExit], None] | None = None,
+    ) -> None:
+        self.study_dir = Path(study_dir)
+        self.count = count
+        self.device = device
+        self.threads = threads
+        self.worker_spec = worker_spec
+        self.on_exit = on_exit
+        self.processes: dict[str, subprocess.Popen] = {}
+        self._stopping = threading.Event()
+        self._watchers: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for index in range(self.count):
+            self.start_one(f"worker-{index}", index)
+
+    def start_one(self, name: str, index: int) -> None:
+        log_file = log_path(self.study_dir, name)
+        command = [
+            sys.executable, "-m", "bohb_runner", "worker",
+            "--study-dir", str(self.study_dir),
+            "--name", name,
+            "--log-file", str(log_file),
+            "--device", _device_for(self.device, index),
+            "--threads", str(self.threads),
+            "--wait-for-master", "120",
+        ]  # fmt: skip
+        if self.worker_spec:
+            command += ["--worker", self.worker_spec]
+        env = dict(os.environ)
+        env[PARENT_PID_ENV] = str(os.getpid())
+        env.setdefault("OMP_NUM_THREADS", str(self.threads))
+        env["PYTHONUNBUFFERED"] = "1"
+        with open(log_file, "ab") as log:
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        self.processes[name] = process
+        logger.info("started %s (pid %d), log %s", name, process.pid, log_file)
+        watcher = threading.Thread(target=self._watch, args=(name, process, log_file), name=f"watch-{name}", daemon=True)
+        watcher.start()
+        self._watchers.append(watcher)
+
+    def _watch(self, name: str, process: subprocess.Popen, log_file: Path) -> None:
+        returncode = process.wait()
+        if self._stopping.is_set():
+            return
+        logger.info("%s (pid %d) exited with code %d", name, process.pid, returncode)
+        if self.on_exit is not None:
+            self.on_exit(WorkerExit(name, returncode, log_file))
+
+    def alive(self) -> list[str]:
+        return [name for name, p in self.processes.items() if p.poll() is None]
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Wait ``grace`` seconds for workers told to shut down, then terminate, then kill."""
+        self._stopping.set()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                break
+        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            alive = [p for p in self.processes.values() if p.poll() is None]
+            if not alive:
+                return
+            for process in alive:
+                logger.info("sending %s to worker pid %d", sig.name, process.pid)
+                _signal_group(process, sig)
+            for process in alive:
+                try:
+                    process.wait(timeout=wait)
+                except subprocess.TimeoutExpired:
+                    pass
+
+
+def _signal_group(process: subprocess.Popen, sig: signal.Signals) -> None:
+    """Signal the worker's whole session (it is its group leader): data-loader children too."""
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _device_for(device: str, index: int) -> str:
+    """``cuda:each`` spreads local workers over the visible GPUs; anything else is passed on."""
+    if device != "cuda:each":
+        return device
+    try:
+        import torch
+
+        count = torch.cuda.device_count()
+    except Exception:
+        count = 0
+    return f"cuda:{index % count}" if count else "cpu"
+
+
+def die_with_parent() -> None:
+    """In a worker started by ``run``: get SIGTERM when the master dies, and exit if it already has."""
+    parent = os.environ.get(PARENT_PID_ENV)
+    if not parent:
+        return
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        except (OSError, AttributeError):
+            logger.debug("prctl(PR_SET_PDEATHSIG) is not available")
+    if os.getppid() != int(parent):
+        raise SystemExit(0)

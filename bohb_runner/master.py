@@ -1,0 +1,313 @@
+"""The study's master: hpbandster's Master with a journal, reproducible sampling and no silent hangs.
+
+hpbandster's ``Master.run`` waits on a condition variable for results that may never come
+when a thread dies, and keeps its results in memory only. ``StudyMaster`` keeps hpbandster's
+iterations, config generators and bookkeeping (so BOHB, Hyperband and random search are
+hpbandster's own), and changes four things:
+
+* every finished evaluation is appended to the results journal (fsynced) before the master
+  acts on it, and every sampled configuration to the configs journal;
+* sampling and model fitting are seeded from the study seed and the config id, so a study's
+  choices depend on its history only, not on thread timing or how often it was restarted;
+* a failure in any thread (dispatcher, result handling) stops the run with
+  :class:`StudyFailed` instead of leaving it waiting forever;
+* workers' results are checked and turned into plain Python before hpbandster sees them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import numpy as np
+from hpbandster.core.dispatcher import Job
+from hpbandster.core.master import Master
+
+from bohb_runner.compat import is_finite_number, native_config, to_native
+from bohb_runner.dispatcher import StudyDispatcher
+from bohb_runner.iteration import StudyIteration
+from bohb_runner.journal import Evaluation, JournalWriter, SampledConfig
+from bohb_runner.schedule import Bracket, HyperbandSchedule
+
+logger = logging.getLogger(__name__)
+
+
+class StudyFailed(RuntimeError):
+    """The optimization could not go on; the message is one line, details are in the log."""
+
+
+class MasterObserver(Protocol):
+    """What the master reports as the study runs (progress display, worker supervision)."""
+
+    def iteration_started(self, bracket: Bracket) -> None: ...
+    def job_submitted(self, config_id: tuple[int, int, int], budget: float) -> None: ...
+    def evaluation_finished(self, evaluation: Evaluation) -> None: ...
+    def workers_changed(self, count: int) -> None: ...
+
+
+class SilentObserver:
+    def iteration_started(self, bracket: Bracket) -> None:
+        pass
+
+    def job_submitted(self, config_id: tuple[int, int, int], budget: float) -> None:
+        pass
+
+    def evaluation_finished(self, evaluation: Evaluation) -> None:
+        pass
+
+    def workers_changed(self, count: int) -> None:
+        pass
+
+
+def derived_seed(seed: int, *parts: Any) -> int:
+    """A 32-bit seed that depends on the study seed and ``parts`` only."""
+    words = [seed] + [int(p * 1000) if isinstance(p, float) else int(p) for p in parts]
+    return int(np.random.SeedSequence(words).generate_state(1)[0])
+
+
+class StudyMaster(Master):
+    """Base of the study's optimizers; see the module docstring.
+
+    hpbandster's ``Master.__init__`` starts hpbandster's own Dispatcher at once, so this
+    ``__init__`` sets up the same attributes itself with a :class:`StudyDispatcher` instead.
+    The optimizer classes combine it with hpbandster's BOHB, HyperBand and RandomSearch.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        config_generator: Any,
+        *,
+        schedule: HyperbandSchedule,
+        optimizer_name: str,
+        seed: int,
+        results_journal: JournalWriter,
+        configs_journal: JournalWriter,
+        working_directory: str = ".",
+        nameserver: str = "127.0.0.1",
+        nameserver_port: int | None = None,
+        host: str = "127.0.0.1",
+        ping_interval: float = 10,
+        observer: MasterObserver | None = None,
+        logger: logging.Logger | None = None,
+        job_queue_sizes: tuple[int, int] = (-1, 0),
+        dynamic_queue_size: bool = True,
+        result_logger: Any = None,
+    ) -> None:
+        self.working_directory = working_directory
+        os.makedirs(self.working_directory, exist_ok=True)
+        self.logger = logger or logging.getLogger(__name__)
+        self.result_logger = result_logger  # hpbandster's json_result_logger, or None
+        self.config_generator = config_generator
+        self.time_ref: float | None = None
+        self.iterations: list[StudyIteration] = []
+        self.jobs: list[Job] = []
+        self.num_running_jobs = 0
+        self.job_queue_sizes = job_queue_sizes
+        self.user_job_queue_sizes = job_queue_sizes
+        self.dynamic_queue_size = dynamic_queue_size
+        self.warmstart_iteration: list[Any] = []
+        self.thread_cond = threading.Condition()
+        self.config = {"time_ref": None}
+
+        self.schedule = schedule
+        self.optimizer_name = optimizer_name
+        self.seed = seed
+        self.results_journal = results_journal
+        self.configs_journal = configs_journal
+        self.observer: MasterObserver = observer or SilentObserver()
+        self._failure: str | None = None
+
+        self.dispatcher = StudyDispatcher(
+            self.job_callback,
+            on_fatal=self.report_fatal,
+            queue_callback=self.adjust_queue_size,
+            run_id=run_id,
+            ping_interval=ping_interval,
+            nameserver=nameserver,
+            nameserver_port=nameserver_port,
+            host=host,
+            logger=self.logger,
+        )
+        self.dispatcher_thread = threading.Thread(target=self.dispatcher.run, name="dispatcher", daemon=True)
+        self.dispatcher_thread.start()
+
+    # -- schedule ---------------------------------------------------------------------------
+
+    def bracket(self, iteration: int) -> Bracket:
+        return self.schedule.bracket(self.optimizer_name, iteration)
+
+    def get_next_iteration(self, iteration: int, iteration_kwargs: dict[str, Any] | None = None) -> StudyIteration:
+        bracket = self.bracket(iteration)
+        return StudyIteration(
+            HPB_iter=iteration,
+            num_configs=list(bracket.num_configs),
+            budgets=list(bracket.budgets),
+            config_sampler=self._sample_configuration,
+            logger=self.logger,
+            result_logger=self.result_logger,
+        )
+
+    @contextlib.contextmanager
+    def _seeded(self, *parts: Any) -> Iterator[None]:
+        """Seed numpy's global RNG (used by hpbandster) and the space's own RNG from ``parts``."""
+        value = derived_seed(self.seed, *parts)
+        np.random.seed(value)
+        space = getattr(self.config_generator, "configspace", None)
+        if space is not None:
+            space.seed(value)
+        yield
+
+    def _sample_configuration(self, config_id: tuple[int, int, int], budget: float) -> tuple[dict, dict]:
+        with self._seeded(*config_id, 0):
+            config, info = self.config_generator.get_config(budget)
+        config, info = native_config(config), to_native(info or {})
+        self.configs_journal.append(SampledConfig(config_id, config, info, time.time()).to_json())
+        return config, info
+
+    # -- the run loop -----------------------------------------------------------------------
+
+    def run(self, n_iterations: int = 1, min_n_workers: int = 1, iteration_kwargs: dict | None = None) -> list[StudyIteration]:
+        """Run until ``n_iterations`` iterations are finished; raises :class:`StudyFailed`."""
+        self._wait_for_dispatcher()
+        self._wait_for_workers(min_n_workers)
+        if self.time_ref is None:
+            self.time_ref = time.time()
+            self.config["time_ref"] = self.time_ref
+        with self.thread_cond:
+            remaining = n_iterations - len(self.iterations)
+            while True:
+                self._raise_if_failed()
+                if self.num_running_jobs >= self.job_queue_sizes[1] and self.num_running_jobs > self.job_queue_sizes[0]:
+                    self.thread_cond.wait()
+                    continue
+                next_run = None
+                for index in self.active_iterations():
+                    next_run = self.iterations[index].get_next_run()
+                    if next_run is not None:
+                        break
+                if next_run is not None:
+                    self._submit_job(*next_run)
+                    continue
+                if remaining > 0:
+                    iteration = self.get_next_iteration(len(self.iterations))
+                    self.iterations.append(iteration)
+                    self.observer.iteration_started(self.bracket(iteration.HPB_iter))
+                    remaining -= 1
+                    continue
+                if not self.active_iterations():
+                    break
+                self.thread_cond.wait()
+        return self.iterations
+
+    def _wait_for_dispatcher(self) -> None:
+        self.dispatcher.ready.wait()
+        self._raise_if_failed()
+
+    def _wait_for_workers(self, min_n_workers: int) -> None:
+        with self.thread_cond:
+            while self.dispatcher.number_of_workers() < min_n_workers:
+                self._raise_if_failed()
+                self.thread_cond.wait()
+
+    def _submit_job(self, config_id: tuple[int, int, int], config: dict, budget: float) -> None:
+        with self.thread_cond:
+            self.dispatcher.submit_job(config_id, config=config, budget=budget, working_directory=self.working_directory)
+            self.num_running_jobs += 1
+        self.observer.job_submitted(config_id, budget)
+
+    def adjust_queue_size(self, number_of_workers: int | None = None) -> None:
+        super().adjust_queue_size(number_of_workers)
+        self.observer.workers_changed(self.dispatcher.number_of_workers() if number_of_workers is None else number_of_workers)
+
+    def shutdown(self, shutdown_workers: bool = False) -> None:
+        self.dispatcher.shutdown(shutdown_workers)
+        self.dispatcher_thread.join(timeout=30)
+
+    # -- failures ---------------------------------------------------------------------------
+
+    def report_fatal(self, where: str, details: str) -> None:
+        """Stop the run: called from any thread when something it cannot recover from happens."""
+        last_line = next((line for line in reversed(details.strip().splitlines()) if line.strip()), details)
+        with self.thread_cond:
+            if self._failure is None:
+                self._failure = f"{where} failed: {last_line.strip()}"
+                self.logger.error("%s failed:\n%s", where, details)
+            self.thread_cond.notify_all()
+
+    def _raise_if_failed(self) -> None:
+        if self._failure is not None:
+            raise StudyFailed(self._failure)
+
+    # -- results ----------------------------------------------------------------------------
+
+    def job_callback(self, job: Job) -> None:
+        """A job finished: journal it (fsynced), then let hpbandster's iteration and model see it."""
+        with self.thread_cond:
+            self.num_running_jobs -= 1
+            _normalize_job_result(job)
+            datum = self.iterations[job.id[0]].data[job.id]
+            evaluation = evaluation_from_job(job, datum.config_info)
+            self.results_journal.append(evaluation.to_json())
+            if self.result_logger is not None:
+                self.result_logger(job)
+            self.iterations[job.id[0]].register_result(job)
+            with self._seeded(*job.id, job.kwargs["budget"]):
+                self.config_generator.new_result(job)
+            self.observer.evaluation_finished(evaluation)
+            self.thread_cond.notify_all()
+
+
+def _normalize_job_result(job: Job) -> None:
+    """Make a worker's result something hpbandster can digest: a dict with a numeric loss, or None."""
+    result = to_native(job.result)
+    if result is None:
+        job.result = None
+        return
+    if not isinstance(result, dict) or "loss" not in result:
+        job.exception = (job.exception or "") + f"worker returned {type(result).__name__} without a 'loss': {result!r:.200}"
+        job.result = None
+        return
+    loss = result["loss"]
+    if isinstance(loss, bool) or not isinstance(loss, (int, float)):
+        job.exception = (job.exception or "") + f"worker returned a non-numeric loss: {loss!r:.200}"
+        job.result = None
+        return
+    result.setdefault("info", None)
+    job.result = result
+
+
+def evaluation_from_job(job: Job, config_info: dict[str, Any]) -> Evaluation:
+    """The journal record of a finished job."""
+    result = job.result
+    loss = None
+    info = None
+    error = job.exception
+    if result is not None:
+        info = result.get("info")
+        if is_finite_number(result["loss"]):
+            loss = float(result["loss"])
+        else:
+            error = error or f"loss is {result['loss']!r} (not finite)"
+    elif not error:
+        error = "worker returned no result"
+    stamps = job.timestamps
+    return Evaluation(
+        config_id=tuple(job.id),
+        budget=float(job.kwargs["budget"]),
+        loss=loss,
+        status="ok" if loss is not None else "failed",
+        config=job.kwargs["config"],
+        config_info=config_info or {},
+        info=info,
+        error=error,
+        worker=job.worker_name,
+        submitted=stamps.get("submitted"),
+        started=stamps.get("started"),
+        finished=stamps.get("finished"),
+    )

@@ -1,0 +1,79 @@
+"""The Hyperband schedule: budgets, brackets and what each iteration costs.
+
+The formulas are hpbandster's (``HyperBand.get_next_iteration``); they live here once so that
+the optimizers, the progress display and random search's budget accounting agree, and a test
+checks them against hpbandster's own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from bohb_runner.compat import native_budget
+
+
+@dataclass(frozen=True)
+class Bracket:
+    """One Hyperband iteration: ``num_configs[i]`` configurations run on ``budgets[i]``."""
+
+    index: int
+    num_configs: tuple[int, ...]
+    budgets: tuple[float, ...]
+
+    @property
+    def cost(self) -> float:
+        """Total budget (epochs) the bracket consumes if every job finishes."""
+        return sum(n * b for n, b in zip(self.num_configs, self.budgets))
+
+    @property
+    def jobs(self) -> int:
+        return sum(self.num_configs)
+
+
+@dataclass(frozen=True)
+class HyperbandSchedule:
+    """Budgets and brackets for given ``min_budget``, ``max_budget`` and ``eta``."""
+
+    min_budget: float
+    max_budget: float
+    eta: float
+
+    @property
+    def max_sh_iter(self) -> int:
+        return -int(math.log(self.min_budget / self.max_budget) / math.log(self.eta)) + 1
+
+    @property
+    def budgets(self) -> tuple[float, ...]:
+        k = self.max_sh_iter
+        return tuple(native_budget(self.max_budget * self.eta ** -(k - 1 - i)) for i in range(k))
+
+    def hyperband_bracket(self, iteration: int) -> Bracket:
+        """Successive halving for iteration ``iteration``: brackets cycle from most to fewest rungs."""
+        k = self.max_sh_iter
+        s = k - 1 - (iteration % k)
+        n0 = int(math.floor(k / (s + 1)) * self.eta**s)
+        num_configs = tuple(max(int(n0 * self.eta ** (-i)), 1) for i in range(s + 1))
+        return Bracket(iteration, num_configs, self.budgets[-s - 1 :])
+
+    def randomsearch_bracket(self, iteration: int) -> Bracket:
+        """Random search on the maximum budget, spending what Hyperband's iteration would.
+
+        hpbandster's RandomSearch gives every iteration the cost of the most expensive bracket,
+        so a comparison at equal ``--iterations`` favours it; here iteration ``i`` gets as many
+        full-budget evaluations as Hyperband's iteration ``i`` costs (at least one).
+        """
+        cost = self.hyperband_bracket(iteration).cost
+        n = max(1, round(cost / self.max_budget))
+        return Bracket(iteration, (n,), (native_budget(self.max_budget),))
+
+    def bracket(self, optimizer: str, iteration: int) -> Bracket:
+        if optimizer == "randomsearch":
+            return self.randomsearch_bracket(iteration)
+        return self.hyperband_bracket(iteration)
+
+    def total_cost(self, optimizer: str, iterations: int) -> float:
+        return sum(self.bracket(optimizer, i).cost for i in range(iterations))
+
+    def total_jobs(self, optimizer: str, iterations: int) -> int:
+        return sum(self.bracket(optimizer, i).jobs for i in range(iterations))

@@ -1,0 +1,229 @@
+"""Creating a study directory and running its master (and local workers) to the end.
+
+This is the layer the CLI and the Python API share: ``create_study`` checks everything that
+can be checked before a study starts (space, worker, data, budgets) and writes the study
+directory; ``run_master`` starts the nameserver, the optimizer and optionally local worker
+processes, shows progress, and shuts everything down however the run ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import ConfigSpace as CS
+from hpbandster.core.result import json_result_logger
+
+from bohb_runner import compat
+from bohb_runner.discovery import NameserverAddress, remove_nameserver_address, write_nameserver_address
+from bohb_runner.errors import StudyError, UserError
+from bohb_runner.journal import CONFIGS_JOURNAL, RESULTS_JOURNAL, Evaluation, JournalWriter, read_evaluations
+from bohb_runner.local_workers import LocalWorkers, WorkerExit
+from bohb_runner.logs import add_console_handler, log_path, remove_console_handler, setup_file_logging
+from bohb_runner.master import StudyFailed
+from bohb_runner.nameserver import StudyNameserver
+from bohb_runner.optimizers import build_optimizer
+from bohb_runner.progress import ProgressDisplay, ProgressLogHandler, ProgressTracker
+from bohb_runner.results import StudyResults
+from bohb_runner.schedule import Bracket, HyperbandSchedule
+from bohb_runner.settings import SETTINGS_FILE, StudySettings, read_settings, write_settings
+from bohb_runner.spaces import check_space_for_optimizer, check_space_for_worker, space_from_dict
+from bohb_runner.worker_loading import declared_hyperparameters, load_worker_class
+
+logger = logging.getLogger(__name__)
+
+# hpbandster's own live result files (configs.json, results.json), written by its
+# json_result_logger as the study runs, for hpbandster's tools and as a second record
+HPBANDSTER_LIVE_DIR = "hpbandster"
+
+
+@dataclass
+class RunOptions:
+    """How the master runs this time (not part of the study's identity)."""
+
+    workers: int = 1
+    host: str = "127.0.0.1"
+    min_workers: int = 1
+    ping_interval: float = 10.0
+    progress: bool = True
+    device: str = "auto"
+    threads: int = 1
+
+
+def schedule_of(settings: StudySettings) -> HyperbandSchedule:
+    return HyperbandSchedule(settings.min_budget, settings.max_budget, settings.eta)
+
+
+def study_space(settings: StudySettings) -> CS.ConfigurationSpace:
+    return space_from_dict(settings.space, origin=settings.space_file or SETTINGS_FILE)
+
+
+def create_study(study_dir: Path, settings: StudySettings) -> StudySettings:
+    """Check the settings, space, worker and data, then write the study directory.
+
+    Nothing is written before every check has passed, so a mistake leaves no half study.
+    """
+    study_dir = Path(study_dir)
+    if (study_dir / SETTINGS_FILE).exists():
+        raise StudyError(f"{study_dir} already holds a study; choose another --study-dir")
+    settings.validate()
+    space = study_space(settings)
+    origin = settings.space_file or "the search space"
+    check_space_for_optimizer(space, settings.optimizer, origin)
+    cls = load_worker_class(settings.worker)
+    check_space_for_worker(space, declared_hyperparameters(cls), origin, settings.worker)
+    settings.stamp()
+    prepare = getattr(cls, "prepare_study", None)
+    if callable(prepare):
+        settings.data = prepare(settings.context(study_dir))
+    _make_study_dir(study_dir)
+    write_settings(study_dir, settings)
+    return settings
+
+
+def _make_study_dir(study_dir: Path) -> None:
+    try:
+        study_dir.mkdir(parents=True, exist_ok=True)
+        (study_dir / "logs").mkdir(exist_ok=True)
+        (study_dir / "work").mkdir(exist_ok=True)
+    except OSError as exc:
+        raise StudyError(f"{study_dir}: cannot create the study directory ({exc.strerror})") from None
+
+
+def remove_study(study_dir: Path) -> None:
+    """Delete a study directory, but only one that is recognisably a study."""
+    if (study_dir / SETTINGS_FILE).exists():
+        shutil.rmtree(study_dir)
+    elif study_dir.exists() and any(study_dir.iterdir()):
+        raise StudyError(f"{study_dir} is not empty and not a study; refusing to delete it")
+
+
+class _WorkerWatch:
+    """Reports local workers that die; when all of them are gone the study cannot go on."""
+
+    def __init__(self) -> None:
+        self.master = None
+        self.pool: LocalWorkers | None = None
+
+    def __call__(self, exit: WorkerExit) -> None:
+        last = exit.last_log_line()
+        logger.warning("local %s exited with code %d: %s (log: %s)", exit.name, exit.returncode, last, exit.log_file)
+        if self.pool is not None and not self.pool.alive() and self.master is not None:
+            self.master.report_fatal(
+                "local workers", f"all {self.pool.count} local worker processes exited; last: {exit.name}: {last}"
+            )
+        elif self.master is not None:
+            self.master.dispatcher.trigger_discover_worker()
+
+
+def run_master(study_dir: Path, options: RunOptions) -> StudyResults:
+    """Run the study in ``study_dir`` to the end; returns its results.
+
+    Raises :class:`StudyFailed` when the optimization cannot go on and ``KeyboardInterrupt``
+    when interrupted; in every case nameserver, master and local workers are shut down and
+    every finished evaluation is in the journal.
+    """
+    study_dir = Path(study_dir)
+    settings = read_settings(study_dir)
+    compat.install()
+    compat.configure_pyro(options.host)
+    setup_file_logging(log_path(study_dir, "master"))
+    logger.info("study %s (run %s): %s", study_dir, settings.run_id, settings.optimizer)
+    schedule = schedule_of(settings)
+    done_before = len(read_evaluations(study_dir))
+    if done_before:
+        raise StudyError(f"{study_dir} already has {done_before} finished evaluations; resuming is not supported yet")
+    tracker = ProgressTracker(
+        settings.optimizer, settings.iterations, schedule.total_jobs(settings.optimizer, settings.iterations)
+    )
+    display = ProgressDisplay(tracker) if options.progress else None
+    console = ProgressLogHandler(display) if display else None
+    if console:
+        add_console_handler(console)
+    nameserver = StudyNameserver(host=options.host)
+    address: NameserverAddress | None = None
+    watch = _WorkerWatch()
+    pool: LocalWorkers | None = None
+    master = None
+    results_journal = JournalWriter(study_dir / RESULTS_JOURNAL)
+    configs_journal = JournalWriter(study_dir / CONFIGS_JOURNAL)
+    completed = False
+    try:
+        host, port = nameserver.start()
+        address = NameserverAddress(host, port, settings.run_id, socket.gethostname(), os.getpid(), time.time())
+        write_nameserver_address(study_dir, address)
+        master = build_optimizer(
+            settings,
+            study_space(settings),
+            schedule=schedule,
+            results_journal=results_journal,
+            configs_journal=configs_journal,
+            working_directory=str(study_dir / "work"),
+            nameserver=host,
+            nameserver_port=port,
+            host=options.host,
+            ping_interval=options.ping_interval,
+            observer=_Reporter(tracker),
+            logger=logging.getLogger("bohb_runner.master"),
+            result_logger=json_result_logger(str(study_dir / HPBANDSTER_LIVE_DIR), overwrite=True),
+        )
+        watch.master = master
+        if options.workers > 0:
+            pool = LocalWorkers(
+                study_dir, options.workers, device=options.device, threads=options.threads, on_exit=watch
+            )
+            watch.pool = pool
+            pool.start()
+        if display:
+            display.start()
+        master.run(n_iterations=settings.iterations, min_n_workers=options.min_workers)
+        completed = True
+    finally:
+        if display:
+            display.stop()
+        if console:
+            remove_console_handler(console)
+        if master is not None:
+            master.shutdown(shutdown_workers=completed or pool is not None)
+        if pool is not None:
+            pool.stop(grace=10.0 if completed else 3.0)
+        nameserver.shutdown()
+        if address is not None:
+            remove_nameserver_address(study_dir, address)
+        results_journal.close()
+        configs_journal.close()
+        logger.info("master stopped (%s)", "completed" if completed else "interrupted")
+    return StudyResults.load(study_dir)
+
+
+class _Reporter:
+    """The master's observer: forwards events to the progress tracker, logs failed evaluations."""
+
+    def __init__(self, tracker: ProgressTracker) -> None:
+        self.tracker = tracker
+
+    def iteration_started(self, bracket: Bracket) -> None:
+        logger.info("iteration %d started: %s configs on budgets %s", bracket.index, bracket.num_configs, bracket.budgets)
+        self.tracker.iteration_started(bracket)
+
+    def job_submitted(self, config_id: tuple[int, int, int], budget: float) -> None:
+        self.tracker.job_submitted(config_id, budget)
+
+    def evaluation_finished(self, evaluation: Evaluation) -> None:
+        self.tracker.evaluation_finished(evaluation)
+        if not evaluation.ok:
+            reason = (evaluation.error or "").strip().splitlines()
+            logger.warning(
+                "evaluation %s on budget %g failed: %s", evaluation.config_id, evaluation.budget, reason[-1] if reason else "?"
+            )
+
+    def workers_changed(self, count: int) -> None:
+        self.tracker.workers_changed(count)
+
+
+__all__ = ["RunOptions", "create_study", "run_master", "remove_study", "StudyFailed", "UserError"]

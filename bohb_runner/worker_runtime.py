@@ -1,0 +1,91 @@
+"""Serve one worker object over Pyro4 for a study, and make its results safe to send.
+
+hpbandster's ``Worker.run`` looks for dispatchers before registering itself (a race: a master
+starting at the same moment may miss the worker until its next ping), raises when the
+nameserver is gone at exit, and sends whatever ``compute`` returned: a numpy value in ``info``
+then breaks the call back to the dispatcher and the job is never reported. This module
+registers first, then announces itself, exits cleanly, and checks each result before it
+leaves the process.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import Pyro4
+import Pyro4.errors
+import serpent
+from hpbandster.core.worker import Worker
+
+from bohb_runner.compat import to_native
+from bohb_runner.discovery import NameserverAddress
+
+logger = logging.getLogger(__name__)
+
+
+class InvalidResult(TypeError):
+    """A worker's ``compute`` returned something that cannot be a result."""
+
+
+def checked_result(result: Any) -> dict[str, Any]:
+    """``compute``'s return value as plain Python that serpent can send, or :class:`InvalidResult`."""
+    result = to_native(result)
+    if not isinstance(result, dict) or "loss" not in result:
+        raise InvalidResult(f"compute() must return a dict with 'loss' and 'info', got {result!r:.200}")
+    result.setdefault("info", None)
+    try:
+        serpent.dumps(result)
+    except Exception as exc:
+        raise InvalidResult(f"compute() returned a result that cannot be sent to the master: {exc}") from exc
+    return result
+
+
+def guard_compute(worker: Worker) -> None:
+    """Wrap the worker's ``compute`` so that every result passes :func:`checked_result`."""
+    compute: Callable[..., Any] = worker.compute
+
+    @functools.wraps(compute)
+    def guarded(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        return checked_result(compute(*args, **kwargs))
+
+    worker.compute = guarded  # type: ignore[method-assign]
+
+
+def serve(worker: Worker, address: NameserverAddress, host: str = "127.0.0.1") -> None:
+    """Register ``worker`` with the study's nameserver and answer jobs until told to shut down."""
+    worker.nameserver, worker.nameserver_port = address.host, address.port
+    daemon = Pyro4.core.Daemon(host=host)
+    worker.pyro_daemon = daemon
+    try:
+        uri = daemon.register(worker, worker.worker_id)
+        with Pyro4.locateNS(host=address.host, port=address.port) as ns:
+            ns.register(worker.worker_id, uri)
+            dispatchers = ns.list(prefix=f"hpbandster.run_{worker.run_id}.dispatcher")
+        for name, dispatcher_uri in dispatchers.items():
+            _announce(name, dispatcher_uri)
+        logger.info("worker %s listening on %s", worker.worker_id, daemon.locationStr)
+        daemon.requestLoop()
+    finally:
+        _unregister(worker.worker_id, address)
+        daemon.close()
+
+
+def _announce(name: str, uri: Any) -> None:
+    try:
+        with Pyro4.Proxy(uri) as dispatcher:
+            dispatcher._pyroTimeout = 10
+            dispatcher.trigger_discover_worker()
+    except Pyro4.errors.CommunicationError as exc:
+        logger.info("dispatcher %s did not answer (%s); it will find this worker itself", name, exc)
+
+
+def _unregister(worker_id: str, address: NameserverAddress) -> None:
+    try:
+        with Pyro4.locateNS(host=address.host, port=address.port) as ns:
+            ns._pyroTimeout = 5
+            ns.remove(worker_id)
+    except Exception as exc:  # the master (and its nameserver) usually stops first
+        logger.debug("could not unregister %s: %s", worker_id, exc)

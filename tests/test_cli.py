@@ -1,0 +1,204 @@
+"""End-to-end through the real CLI: nameserver, master and worker processes on loopback.
+
+These use the cheap workers of ``user_worker.py`` (a user's own hpbandster Worker classes);
+``test_lenet_study.py`` runs the reduced LeNet the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+from hpbandster.core.result import logged_results_to_HBS_result
+
+from bohb_runner.journal import read_evaluations
+from bohb_runner.schedule import HyperbandSchedule
+
+from conftest import (
+    TESTS,
+    assert_one_line_error,
+    descendants,
+    processes_mentioning,
+    run_cli,
+    start_cli,
+    wait_until,
+)
+
+QUADRATIC = TESTS / "data" / "quadratic.yaml"
+
+
+def quadratic_run(study_dir, *extra, worker="user_worker:QuadraticWorker", workers=2):
+    return run_cli(
+        "run", "--space", QUADRATIC, "--study-dir", study_dir, "--worker", worker,
+        "--workers", workers, "--max-budget", 9, "--iterations", 3, "--no-progress", *extra,
+    )  # fmt: skip
+
+
+def test_user_worker_study_completes_and_exports_for_hpbandster(tmp_path):
+    study = tmp_path / "study"
+    result = quadratic_run(study)
+    assert result.returncode == 0, result.stderr
+    evaluations = read_evaluations(study)
+    assert len(evaluations) == HyperbandSchedule(1, 9, 3).total_jobs("bohb", 3)
+    assert all(e.ok for e in evaluations)
+    assert all(isinstance(e.info["curve"], list) and isinstance(e.info["pid"], int) for e in evaluations)
+    assert len({e.info["pid"] for e in evaluations}) == 2, "both worker processes should have worked"
+    assert "incumbent" in result.stdout and "validation error" in result.stdout
+
+    best = run_cli("best", study, "--json")
+    assert best.returncode == 0, best.stderr
+    incumbent = json.loads(best.stdout)["incumbent"]
+
+    export = run_cli("export", study, "--format", "hpbandster", tmp_path / "export")
+    assert export.returncode == 0, export.stderr
+    hpb = logged_results_to_HBS_result(str(tmp_path / "export"))
+    hpb_id = hpb.get_incumbent_id()
+    assert list(hpb_id) == incumbent["config_id"]
+    assert hpb.get_id2config_mapping()[hpb_id]["config"] == incumbent["config"]
+    assert hpb.get_runs_by_id(hpb_id)[-1].loss == incumbent["loss"]
+    assert len(hpb.get_all_runs()) == len(evaluations)
+    # hpbandster's own live files agree as well
+    live = logged_results_to_HBS_result(str(study / "hpbandster"))
+    assert live.get_incumbent_id() == hpb_id
+
+
+def test_failures_inside_workers_are_recorded_and_shown_in_one_line_each(tmp_path):
+    study = tmp_path / "study"
+    result = run_cli(
+        "run", "--space", QUADRATIC, "--study-dir", study, "--worker", "user_worker:FlakyWorker",
+        "--workers", 2, "--max-budget", 3, "--iterations", 6, "--optimizer", "randomsearch", "--seed", 1,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    evaluations = read_evaluations(study)
+    failed = [e for e in evaluations if not e.ok]
+    assert failed, "seed 1 should produce some failing configurations"
+    for e in failed:
+        if e.config["x"] > 0.8:
+            assert "is too large for this model" in e.error
+        elif e.config["y"] > 0.9:
+            assert "not finite" in e.error
+        else:
+            assert "cannot be sent to the master" in e.error
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING: evaluation")]
+    assert len(warnings) == len(failed)
+    assert "Traceback" not in result.stderr
+
+
+def test_workers_started_separately_before_and_after_the_master(tmp_path):
+    study = tmp_path / "study"
+    early = start_cli("worker", "--study-dir", study, "--name", "early", "--wait-for-master", 120)
+    master = start_cli(
+        "master", "--space", QUADRATIC, "--study-dir", study, "--worker", "user_worker:SlowQuadraticWorker",
+        "--max-budget", 1, "--min-budget", 0.1, "--iterations", 2, "--min-workers", 2, "--no-progress",
+    )  # fmt: skip
+    wait_until(lambda: (study / "nameserver.json").exists(), 60, "the master's nameserver.json")
+    late = start_cli("worker", "--study-dir", study, "--name", "late")
+    try:
+        out, err = master.communicate(timeout=240)
+        assert master.returncode == 0, err
+        assert early.wait(timeout=30) == 0
+        assert late.wait(timeout=30) == 0
+    finally:
+        for process in (early, late, master):
+            if process.poll() is None:
+                process.kill()
+    workers = {e.worker.rsplit(".", 1)[-1] for e in read_evaluations(study)}
+    assert workers == {"early", "late"}
+    assert not (study / "nameserver.json").exists()
+
+
+def test_ctrl_c_on_run_leaves_no_process_behind(tmp_path):
+    study = tmp_path / "study"
+    run = start_cli(
+        "run", "--space", QUADRATIC, "--study-dir", study, "--worker", "user_worker:SlowQuadraticWorker",
+        "--workers", 2, "--max-budget", 9, "--iterations", 4,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: len(descendants(run.pid)) >= 2, 60, "two worker processes")
+        wait_until(lambda: (study / "results.jsonl").exists() and (study / "results.jsonl").stat().st_size > 0, 120, "a result")
+        children = descendants(run.pid)
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    wait_until(lambda: not any(descendants_alive(children)), 30, "the workers to exit")
+    assert processes_mentioning(str(study)) == []
+    assert len(read_evaluations(study)) >= 1
+
+
+def descendants_alive(pids):
+    from pathlib import Path
+
+    for pid in pids:
+        stat = Path(f"/proc/{pid}/stat")
+        try:
+            state = stat.read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            yield pid
+
+
+# -- bad input: one line, non-zero exit, nothing lost ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options,fragments",
+    [
+        (["--min-budget", "10", "--max-budget", "3"], ["--max-budget (3) must not be smaller than --min-budget (10)"]),
+        (["--min-budget", "0"], ["--min-budget must be positive"]),
+        (["--eta", "1"], ["--eta must be at least 2"]),
+        (["--iterations", "0"], ["--iterations must be at least 1"]),
+        (["--worker", "no_such_module:Worker"], ["cannot import 'no_such_module'"]),
+        (["--worker", "user_worker:NotThere"], ["has no attribute 'NotThere'"]),
+        (["--worker", "json:JSONDecoder"], ["is not a subclass of hpbandster.core.worker.Worker"]),
+    ],
+)
+def test_impossible_options_are_refused_before_anything_starts(tmp_path, options, fragments):
+    study = tmp_path / "study"
+    result = run_cli("run", "--space", QUADRATIC, "--study-dir", study, "--worker", "user_worker:QuadraticWorker", *options)
+    assert_one_line_error(result, *fragments)
+    assert not (study / "study.json").exists()
+
+
+def test_broken_space_file_is_refused(tmp_path):
+    space = tmp_path / "broken.yaml"
+    space.write_text(QUADRATIC.read_text().replace("lower: 0.0, upper: 1.0, default_value: 0.5, log: false}\n- {", "lower: 2.0, upper: 1.0, default_value: 0.5, log: false}\n- {", 1))
+    result = run_cli("run", "--space", space, "--study-dir", tmp_path / "s", "--worker", "user_worker:QuadraticWorker")
+    assert_one_line_error(result, str(space), "'x'", "lower bound 2.0 must be smaller than upper bound 1.0")
+
+
+def test_a_worker_that_cannot_start_fails_the_study_with_its_reason(tmp_path):
+    result = quadratic_run(tmp_path / "study", worker="user_worker:CrashingWorker", workers=1)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "all 1 local worker processes exited" in result.stderr
+    assert "CUDA driver not found (simulated)" in result.stderr
+
+
+def test_corrupt_journal_is_reported_with_its_line(tmp_path):
+    study = tmp_path / "study"
+    assert quadratic_run(study).returncode == 0
+    journal = study / "results.jsonl"
+    lines = journal.read_text().splitlines()
+    lines[3] = lines[3][:10] + "\x00garbage" + lines[3][10:]
+    journal.write_text("\n".join(lines) + "\n")
+    for command in (["best", study], ["export", study, tmp_path / "out"]):
+        assert_one_line_error(run_cli(*command), "results.jsonl:4: corrupt journal line")
+
+
+def test_best_on_a_directory_that_is_not_a_study(tmp_path):
+    assert_one_line_error(run_cli("best", tmp_path), "study.json: not found")
+    assert_one_line_error(run_cli("best", tmp_path / "nope"), "no such study directory")
+
+
+def test_an_existing_study_is_not_overwritten(tmp_path):
+    study = tmp_path / "study"
+    assert quadratic_run(study).returncode == 0
+    before = (study / "results.jsonl").read_bytes()
+    assert_one_line_error(quadratic_run(study), "already")
+    assert (study / "results.jsonl").read_bytes() == before
