@@ -7,7 +7,6 @@ import json
 import logging
 import sys
 import time
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from bohb_runner.export import FORMATS, export_hpbandster
 from bohb_runner.master import StudyFailed
 from bohb_runner.progress import format_budget, format_duration
 from bohb_runner.results import StudyResults
-from bohb_runner.settings import DEFAULT_WORKER, OPTIMIZERS, BOHBOptions, StudySettings
+from bohb_runner.settings import DEFAULT_WORKER, OPTIMIZERS, BOHBOptions, StudySettings, require_loopback
 from bohb_runner.spaces import load_space, space_to_dict
 from bohb_runner.study import RunOptions, create_study, run_master
 
@@ -86,13 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--wait-for-master", type=float, default=600.0, help="seconds to wait for a master to appear (default: 600)"
     )
-    worker.add_argument("--log-file", default=None, help="log file (default: STUDY_DIR/logs/worker-NAME.log; - for stderr)")
+    worker.add_argument(
+        "--log-file", default=None, help="log file (default: STUDY_DIR/logs/worker-NAME.log; - for stderr)"
+    )
     worker.set_defaults(handler=_cmd_worker)
 
     best = commands.add_parser("best", help="print a study's incumbent")
     best.add_argument("study_dir", type=Path, metavar="DIR")
     best.add_argument("--json", action="store_true", help="print JSON")
-    best.add_argument("--retrain", type=Path, metavar="OUT.pt", help="retrain the incumbent at its budget, save weights")
+    best.add_argument(
+        "--retrain", type=Path, metavar="OUT.pt", help="retrain the incumbent at its budget, save weights"
+    )
     best.add_argument("--device", default="cpu", help="device for --retrain (default: cpu, reproducible)")
     best.set_defaults(handler=_cmd_best)
 
@@ -110,12 +113,18 @@ def _add_study_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--space", type=Path, help="ConfigSpace YAML or JSON file (e.g. spaces/lenet.yaml)")
     group.add_argument("--study-dir", required=True, type=Path, help="directory for settings, journal and logs")
     group.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
-    group.add_argument("--min-budget", type=float, default=defaults.min_budget, help="smallest budget in epochs (default: 1)")
-    group.add_argument("--max-budget", type=float, default=defaults.max_budget, help="largest budget in epochs (default: 9)")
+    group.add_argument(
+        "--min-budget", type=float, default=defaults.min_budget, help="smallest budget in epochs (default: 1)"
+    )
+    group.add_argument(
+        "--max-budget", type=float, default=defaults.max_budget, help="largest budget in epochs (default: 9)"
+    )
     group.add_argument("--eta", type=float, default=defaults.eta, help="successive-halving ratio (default: 3)")
     group.add_argument("--iterations", type=int, default=defaults.iterations, help="Hyperband iterations (default: 4)")
     group.add_argument("--seed", type=int, default=defaults.seed, help="seed of sampling, data split and training")
-    group.add_argument("--worker", default=DEFAULT_WORKER, help=f"hpbandster Worker class, module:Class (default: {DEFAULT_WORKER})")
+    group.add_argument(
+        "--worker", default=DEFAULT_WORKER, help=f"hpbandster Worker class, module:Class (default: {DEFAULT_WORKER})"
+    )
     group.add_argument("--dataset", default=defaults.dataset, help="digits (embedded, default) or mnist (IDX files)")
     group.add_argument("--data-dir", default=None, help="directory of MNIST-format IDX files, for --dataset mnist")
     group.add_argument("--split", default=None, help="train,val,test fractions or counts (default: per dataset)")
@@ -131,7 +140,9 @@ def _add_study_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_master_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("master")
-    group.add_argument("--host", default="127.0.0.1", help="address the nameserver and master listen on (default: loopback)")
+    group.add_argument(
+        "--host", default="127.0.0.1", help="address the nameserver and master listen on (default: loopback)"
+    )
     group.add_argument("--min-workers", type=int, default=1, help="workers to wait for before starting (default: 1)")
     group.add_argument("--ping-interval", type=float, default=10.0, help="seconds between worker liveness checks")
     group.add_argument("--no-progress", action="store_true", help="no live progress line")
@@ -181,6 +192,7 @@ def _cmd_master(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    require_loopback(args.host)
     settings = create_study(args.study_dir, settings_from_args(args))
     print(describe_study(args.study_dir, settings), file=sys.stderr)
     options = RunOptions(
@@ -247,6 +259,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from bohb_runner.worker_process import WorkerOptions, run_worker
 
     die_with_parent()
+    require_loopback(args.host)
     if args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
     if not args.study_dir.exists() and not args.study_dir.parent.exists():

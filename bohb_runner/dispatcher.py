@@ -263,7 +263,9 @@ class StudyDispatcher(Dispatcher):
             with self.runner_cond:
                 job = self.running_jobs.pop(job_id, None)
                 if job is None:
-                    self.logger.warning("ignoring a result for job %s, which is not running (a late or repeated report)", job_id)
+                    self.logger.warning(
+                        "ignoring a result for job %s, which is not running (a late or repeated report)", job_id
+                    )
                     return
                 worker = self.worker_pool.get(job.worker_name)
                 if worker is not None and worker.runs_job == job_id:

@@ -19,7 +19,9 @@ Sampler = Callable[[ConfigId, float], tuple[dict[str, Any], dict[str, Any]]]
 class StudyIteration(SuccessiveHalving):
     """One Hyperband bracket; ``config_sampler(config_id, budget)`` supplies new configurations."""
 
-    def add_configuration(self, config: dict[str, Any] | None = None, config_info: dict[str, Any] | None = None) -> ConfigId:
+    def add_configuration(
+        self, config: dict[str, Any] | None = None, config_info: dict[str, Any] | None = None
+    ) -> ConfigId:
         if config is None:
             config_id = (self.HPB_iter, self.stage, self.actual_num_configs[self.stage])
             config, config_info = self.config_sampler(config_id, self.budgets[self.stage])

@@ -163,7 +163,9 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
             raise StudyError(f"{path}:{number}: corrupt journal line (not a JSON object)")
         yield record
     if torn.strip():
-        logger.warning("%s:%d: dropping a torn last line (%d bytes, written during a crash)", path, len(lines) + 1, len(torn))
+        logger.warning(
+            "%s:%d: dropping a torn last line (%d bytes, written during a crash)", path, len(lines) + 1, len(torn)
+        )
 
 
 def _read_typed(path: Path, parse: Callable[[dict[str, Any]], T], what: str) -> list[T]:

@@ -89,7 +89,9 @@ class LocalWorkers:
             )
         self.processes[name] = process
         logger.info("started %s (pid %d), log %s", name, process.pid, log_file)
-        watcher = threading.Thread(target=self._watch, args=(name, process, log_file), name=f"watch-{name}", daemon=True)
+        watcher = threading.Thread(
+            target=self._watch, args=(name, process, log_file), name=f"watch-{name}", daemon=True
+        )
         watcher.start()
         self._watchers.append(watcher)
 

@@ -172,7 +172,9 @@ class StudyMaster(Master):
 
     # -- the run loop -----------------------------------------------------------------------
 
-    def run(self, n_iterations: int = 1, min_n_workers: int = 1, iteration_kwargs: dict | None = None) -> list[StudyIteration]:
+    def run(
+        self, n_iterations: int = 1, min_n_workers: int = 1, iteration_kwargs: dict | None = None
+    ) -> list[StudyIteration]:
         """Run until ``n_iterations`` iterations are finished; raises :class:`StudyFailed`."""
         self._wait_for_dispatcher()
         self._wait_for_workers(min_n_workers)
@@ -217,13 +219,17 @@ class StudyMaster(Master):
 
     def _submit_job(self, config_id: tuple[int, int, int], config: dict, budget: float) -> None:
         with self.thread_cond:
-            self.dispatcher.submit_job(config_id, config=config, budget=budget, working_directory=self.working_directory)
+            self.dispatcher.submit_job(
+                config_id, config=config, budget=budget, working_directory=self.working_directory
+            )
             self.num_running_jobs += 1
         self.observer.job_submitted(config_id, budget)
 
     def adjust_queue_size(self, number_of_workers: int | None = None) -> None:
         super().adjust_queue_size(number_of_workers)
-        self.observer.workers_changed(self.dispatcher.number_of_workers() if number_of_workers is None else number_of_workers)
+        self.observer.workers_changed(
+            self.dispatcher.number_of_workers() if number_of_workers is None else number_of_workers
+        )
 
     def shutdown(self, shutdown_workers: bool = False) -> None:
         self.dispatcher.shutdown(shutdown_workers)
@@ -270,7 +276,9 @@ def _normalize_job_result(job: Job) -> None:
         job.result = None
         return
     if not isinstance(result, dict) or "loss" not in result:
-        job.exception = (job.exception or "") + f"worker returned {type(result).__name__} without a 'loss': {result!r:.200}"
+        job.exception = (
+            job.exception or ""
+        ) + f"worker returned {type(result).__name__} without a 'loss': {result!r:.200}"
         job.result = None
         return
     loss = result["loss"]

@@ -76,7 +76,7 @@ class ProgressTracker:
             parts.append(f"waiting for workers ({self.workers} connected)")
         else:
             b = self.bracket
-            rungs = " > ".join(f"{n}x{format_budget(bud)}" for n, bud in zip(b.num_configs, b.budgets))
+            rungs = " > ".join(f"{n}x{format_budget(bud)}" for n, bud in zip(b.num_configs, b.budgets, strict=True))
             parts.append(f"iteration {b.index + 1}/{self.total_iterations} [{rungs}]")
         parts.append(f"running {self.running}")
         done = f"done {self.done}/{self.total_jobs}"

@@ -31,4 +31,9 @@ def retrain_incumbent(results: StudyResults, output: Path, device: str = "cpu") 
         raise UserError(f"{output}: directory {output.parent} does not exist")
     context = settings.context(results.study_dir, device=device)
     outcome = compat.to_native(retrain(context, incumbent.config, incumbent.budget, output))
-    return {"config_id": list(incumbent.config_id), "budget": incumbent.budget, "journal_loss": incumbent.loss, **outcome}
+    return {
+        "config_id": list(incumbent.config_id),
+        "budget": incumbent.budget,
+        "journal_loss": incumbent.loss,
+        **outcome,
+    }

@@ -24,7 +24,7 @@ class Bracket:
     @property
     def cost(self) -> float:
         """Total budget (epochs) the bracket consumes if every job finishes."""
-        return sum(n * b for n, b in zip(self.num_configs, self.budgets))
+        return sum(n * b for n, b in zip(self.num_configs, self.budgets, strict=True))
 
     @property
     def jobs(self) -> int:

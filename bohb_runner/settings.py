@@ -173,3 +173,19 @@ def read_settings(study_dir: Path) -> StudySettings:
         return StudySettings.from_json(data)
     except TypeError as exc:
         raise StudyError(f"{path}: malformed settings ({exc})") from None
+
+
+LOOPBACK_HOSTS = ("localhost", "::1")
+
+
+def require_loopback(host: str) -> str:
+    """Refuse to listen beyond loopback while daemons are not authenticated.
+
+    A Pyro4 daemon reachable from other hosts would accept jobs and results from anyone who can
+    reach the port; until every daemon checks the study's secret, only loopback is allowed.
+    """
+    if host in LOOPBACK_HOSTS or host.startswith("127."):
+        return host
+    raise UserError(
+        f"--host {host}: daemons listen on loopback only for now (unauthenticated Pyro4 must not be reachable from other hosts)"
+    )

@@ -194,12 +194,16 @@ def _check_range(where: str, spec: HyperparameterSpec, lower: float, upper: floa
         too_low = lower <= spec.lower if spec.lower_exclusive else lower < spec.lower
         if too_low:
             op = ">" if spec.lower_exclusive else ">="
-            raise SpaceError(f"{where}: lower bound {lower:g} is impossible for the worker (must be {op} {spec.lower:g})")
+            raise SpaceError(
+                f"{where}: lower bound {lower:g} is impossible for the worker (must be {op} {spec.lower:g})"
+            )
     if spec.upper is not None:
         too_high = upper >= spec.upper if spec.upper_exclusive else upper > spec.upper
         if too_high:
             op = "<" if spec.upper_exclusive else "<="
-            raise SpaceError(f"{where}: upper bound {upper:g} is impossible for the worker (must be {op} {spec.upper:g})")
+            raise SpaceError(
+                f"{where}: upper bound {upper:g} is impossible for the worker (must be {op} {spec.upper:g})"
+            )
 
 
 def hyperparameter_values(hp: Any) -> tuple[Any, ...] | None:

@@ -208,7 +208,9 @@ class _Reporter:
         self.tracker = tracker
 
     def iteration_started(self, bracket: Bracket) -> None:
-        logger.info("iteration %d started: %s configs on budgets %s", bracket.index, bracket.num_configs, bracket.budgets)
+        logger.info(
+            "iteration %d started: %s configs on budgets %s", bracket.index, bracket.num_configs, bracket.budgets
+        )
         self.tracker.iteration_started(bracket)
 
     def job_submitted(self, config_id: tuple[int, int, int], budget: float) -> None:
@@ -219,7 +221,10 @@ class _Reporter:
         if not evaluation.ok:
             reason = (evaluation.error or "").strip().splitlines()
             logger.warning(
-                "evaluation %s on budget %g failed: %s", evaluation.config_id, evaluation.budget, reason[-1] if reason else "?"
+                "evaluation %s on budget %g failed: %s",
+                evaluation.config_id,
+                evaluation.budget,
+                reason[-1] if reason else "?",
             )
 
     def workers_changed(self, count: int) -> None:

@@ -89,7 +89,9 @@ def _wait_for_settings(study_dir: Path, timeout: float) -> StudySettings:
     logged = False
     while not path.exists():
         if time.monotonic() >= deadline:
-            raise StudyError(f"{study_dir}: no study appeared within {timeout:g} s (start the master, or check --study-dir)")
+            raise StudyError(
+                f"{study_dir}: no study appeared within {timeout:g} s (start the master, or check --study-dir)"
+            )
         if not logged:
             logger.info("waiting for a master to create %s", path)
             logged = True

@@ -10,11 +10,6 @@ import json
 import signal
 
 import pytest
-from hpbandster.core.result import logged_results_to_HBS_result
-
-from bohb_runner.journal import read_evaluations
-from bohb_runner.schedule import HyperbandSchedule
-
 from conftest import (
     TESTS,
     assert_one_line_error,
@@ -24,6 +19,10 @@ from conftest import (
     start_cli,
     wait_until,
 )
+from hpbandster.core.result import logged_results_to_HBS_result
+
+from bohb_runner.journal import read_evaluations
+from bohb_runner.schedule import HyperbandSchedule
 
 QUADRATIC = TESTS / "data" / "quadratic.yaml"
 
@@ -116,7 +115,9 @@ def test_ctrl_c_on_run_leaves_no_process_behind(tmp_path):
     )  # fmt: skip
     try:
         wait_until(lambda: len(descendants(run.pid)) >= 2, 60, "two worker processes")
-        wait_until(lambda: (study / "results.jsonl").exists() and (study / "results.jsonl").stat().st_size > 0, 120, "a result")
+        wait_until(
+            lambda: (study / "results.jsonl").exists() and (study / "results.jsonl").stat().st_size > 0, 120, "a result"
+        )
         children = descendants(run.pid)
         run.send_signal(signal.SIGINT)
         out, err = run.communicate(timeout=60)
@@ -156,18 +157,27 @@ def descendants_alive(pids):
         (["--worker", "no_such_module:Worker"], ["cannot import 'no_such_module'"]),
         (["--worker", "user_worker:NotThere"], ["has no attribute 'NotThere'"]),
         (["--worker", "json:JSONDecoder"], ["is not a subclass of hpbandster.core.worker.Worker"]),
+        (["--host", "10.1.1.1"], ["--host 10.1.1.1", "loopback"]),
     ],
 )
 def test_impossible_options_are_refused_before_anything_starts(tmp_path, options, fragments):
     study = tmp_path / "study"
-    result = run_cli("run", "--space", QUADRATIC, "--study-dir", study, "--worker", "user_worker:QuadraticWorker", *options)
+    result = run_cli(
+        "run", "--space", QUADRATIC, "--study-dir", study, "--worker", "user_worker:QuadraticWorker", *options
+    )
     assert_one_line_error(result, *fragments)
     assert not (study / "study.json").exists()
 
 
 def test_broken_space_file_is_refused(tmp_path):
     space = tmp_path / "broken.yaml"
-    space.write_text(QUADRATIC.read_text().replace("lower: 0.0, upper: 1.0, default_value: 0.5, log: false}\n- {", "lower: 2.0, upper: 1.0, default_value: 0.5, log: false}\n- {", 1))
+    space.write_text(
+        QUADRATIC.read_text().replace(
+            "lower: 0.0, upper: 1.0, default_value: 0.5, log: false}\n- {",
+            "lower: 2.0, upper: 1.0, default_value: 0.5, log: false}\n- {",
+            1,
+        )
+    )
     result = run_cli("run", "--space", space, "--study-dir", tmp_path / "s", "--worker", "user_worker:QuadraticWorker")
     assert_one_line_error(result, str(space), "'x'", "lower bound 2.0 must be smaller than upper bound 1.0")
 

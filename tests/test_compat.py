@@ -10,13 +10,11 @@ import threading
 import ConfigSpace as CS
 import numpy as np
 import Pyro4
-import pytest
 import serpent
+from conftest import SPACE
 
 from bohb_runner import compat
 from bohb_runner.spaces import load_space
-
-from conftest import SPACE
 
 
 def test_to_native_converts_numpy_scalars_arrays_and_containers():
@@ -88,7 +86,9 @@ def _echo_over_pyro(value):
 
 
 def test_numpy_values_cross_a_real_pyro_call_on_loopback():
-    reply = _echo_over_pyro({"budget": np.float64(3.0), "n": np.int64(16), "opt": np.str_("adam"), "flag": np.bool_(True)})
+    reply = _echo_over_pyro(
+        {"budget": np.float64(3.0), "n": np.int64(16), "opt": np.str_("adam"), "flag": np.bool_(True)}
+    )
     assert reply["value"] == {"budget": 3.0, "n": 16, "opt": "adam", "flag": True}
     assert reply["types"] == {"budget": "float", "n": "int", "opt": "str", "flag": "bool"}
 

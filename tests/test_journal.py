@@ -14,8 +14,16 @@ from bohb_runner.journal import Evaluation, JournalWriter, read_evaluations, rea
 
 def _evaluation(i: int, loss=0.5) -> Evaluation:
     return Evaluation(
-        config_id=(0, 0, i), budget=np.float64(3.0), loss=loss, status="ok", config={"lr": np.float64(0.1), "n": np.int64(3)},
-        info={"curve": np.array([0.9, 0.5])}, worker="w", submitted=1.0, started=2.0, finished=3.0,
+        config_id=(0, 0, i),
+        budget=np.float64(3.0),
+        loss=loss,
+        status="ok",
+        config={"lr": np.float64(0.1), "n": np.int64(3)},
+        info={"curve": np.array([0.9, 0.5])},
+        worker="w",
+        submitted=1.0,
+        started=2.0,
+        finished=3.0,
     )
 
 
@@ -31,7 +39,9 @@ def test_append_and_read_back(tmp_path):
 
 def test_non_finite_values_are_written_as_null_strict_json(tmp_path):
     with JournalWriter(tmp_path / "results.jsonl") as journal:
-        journal.append(Evaluation((0, 0, 0), 1.0, None, "failed", {}, info={"x": float("nan")}, error="loss is nan").to_json())
+        journal.append(
+            Evaluation((0, 0, 0), 1.0, None, "failed", {}, info={"x": float("nan")}, error="loss is nan").to_json()
+        )
     line = (tmp_path / "results.jsonl").read_text()
     assert "NaN" not in line
     assert json.loads(line)["info"] == {"x": None}

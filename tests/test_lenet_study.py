@@ -6,13 +6,12 @@ import json
 
 import pytest
 import torch
+from conftest import SPACE, assert_one_line_error, run_cli
 from hpbandster.core.result import logged_results_to_HBS_result
 
 from bohb_runner.journal import read_evaluations
 from bohb_runner.schedule import HyperbandSchedule
 from workers.idx import write_idx
-
-from conftest import SPACE, TESTS, assert_one_line_error, run_cli
 
 
 def lenet_run(study_dir, *extra, optimizer="bohb"):
@@ -124,7 +123,16 @@ def test_mnist_format_study_runs(tmp_path):
     images = (labels.view(-1, 1, 1) * 25 + torch.randint(0, 20, (300, 16, 16), generator=generator)).to(torch.uint8)
     write_idx(data / "train-images-idx3-ubyte.gz", images.numpy(), compress=True)
     write_idx(data / "train-labels-idx1-ubyte.gz", labels.numpy(), compress=True)
-    result = lenet_run(tmp_path / "s", "--dataset", "mnist", "--data-dir", tmp_path / "data", "--split", "200,50,50", optimizer="hyperband")
+    result = lenet_run(
+        tmp_path / "s",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        tmp_path / "data",
+        "--split",
+        "200,50,50",
+        optimizer="hyperband",
+    )
     assert result.returncode == 0, result.stderr
     settings = json.loads((tmp_path / "s" / "study.json").read_text())
     assert settings["data"]["sizes"] == {"train": 200, "val": 50, "test": 50}
@@ -135,7 +143,20 @@ def test_mnist_format_study_runs(tmp_path):
 def test_readme_demo_incumbent_has_test_error_below_ten_percent(tmp_path):
     """The README's demo: 2 workers, budgets up to 9 epochs, 2 iterations (its time: bench/demo_time.py)."""
     study = tmp_path / "demo"
-    result = run_cli("run", "--space", SPACE, "--study-dir", study, "--workers", 2, "--max-budget", 9, "--iterations", 2, "--no-progress")
+    result = run_cli(
+        "run",
+        "--space",
+        SPACE,
+        "--study-dir",
+        study,
+        "--workers",
+        2,
+        "--max-budget",
+        9,
+        "--iterations",
+        2,
+        "--no-progress",
+    )
     assert result.returncode == 0, result.stderr
     best = json.loads(run_cli("best", study, "--json").stdout)["incumbent"]
     assert best["budget"] == 9.0

@@ -24,7 +24,9 @@ def _hpbandster_bracket(min_budget, max_budget, eta, iteration):
     return iteration_object.num_configs, [float(b) for b in iteration_object.budgets]
 
 
-@pytest.mark.parametrize("min_budget,max_budget,eta", [(1, 9, 3), (1, 27, 3), (1, 81, 3), (0.1, 10, 2), (1, 100, 3), (3, 81, 3), (1, 1, 3)])
+@pytest.mark.parametrize(
+    "min_budget,max_budget,eta", [(1, 9, 3), (1, 27, 3), (1, 81, 3), (0.1, 10, 2), (1, 100, 3), (3, 81, 3), (1, 1, 3)]
+)
 def test_brackets_match_hpbandster(min_budget, max_budget, eta):
     schedule = HyperbandSchedule(min_budget, max_budget, eta)
     for iteration in range(12):

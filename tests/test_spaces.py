@@ -7,12 +7,17 @@ from pathlib import Path
 import ConfigSpace as CS
 import pytest
 import yaml
+from conftest import PROJECT, SPACE
 
 from bohb_runner.errors import SpaceError
-from bohb_runner.spaces import check_space_for_optimizer, check_space_for_worker, load_space, space_from_dict, space_to_dict
+from bohb_runner.spaces import (
+    check_space_for_optimizer,
+    check_space_for_worker,
+    load_space,
+    space_from_dict,
+    space_to_dict,
+)
 from bohb_runner.worker_api import HyperparameterSpec
-
-from conftest import PROJECT, SPACE
 
 
 def test_lenet_space_has_the_users_hyperparameters_and_a_condition():
@@ -52,14 +57,23 @@ def _hp(data, name):
 
 
 BROKEN = {
-    "lower above upper": (lambda d: _hp(d, "lr").update(lower=0.5, upper=0.1), ["'lr'", "lower bound 0.5 must be smaller than upper bound 0.1"]),
+    "lower above upper": (
+        lambda d: _hp(d, "lr").update(lower=0.5, upper=0.1),
+        ["'lr'", "lower bound 0.5 must be smaller than upper bound 0.1"],
+    ),
     "log range at zero": (lambda d: _hp(d, "lr").update(lower=0.0), ["'lr'", "log-scale range must be positive"]),
-    "default outside": (lambda d: _hp(d, "num_filters").update(default_value=100), ["'num_filters'", "outside [8, 64]"]),
+    "default outside": (
+        lambda d: _hp(d, "num_filters").update(default_value=100),
+        ["'num_filters'", "outside [8, 64]"],
+    ),
     "missing bound": (lambda d: _hp(d, "dropout").pop("upper"), ["'dropout'", "'upper' must be a finite number"]),
     "unknown type": (lambda d: _hp(d, "lr").update(type="lognormal"), ["'lr'", "unknown type 'lognormal'"]),
     "empty choices": (lambda d: _hp(d, "optimizer").update(choices=[]), ["'optimizer'", "non-empty 'choices'"]),
     "fractional int bound": (lambda d: _hp(d, "batch_size").update(lower=16.5), ["'batch_size'", "whole numbers"]),
-    "condition on unknown": (lambda d: d["conditions"][0].update(parent="solver"), ["unknown parent hyperparameter 'solver'"]),
+    "condition on unknown": (
+        lambda d: d["conditions"][0].update(parent="solver"),
+        ["unknown parent hyperparameter 'solver'"],
+    ),
     "duplicate name": (lambda d: d["hyperparameters"].append(dict(_hp(d, "lr"))), ["'lr' is defined twice"]),
 }
 

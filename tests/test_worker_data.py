@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import PROJECT
 
 from bohb_runner.errors import DataError, UserError
 from workers.datasets import load_dataset, make_split, tensor_splits
 from workers.idx import write_idx
-
-from conftest import PROJECT
 
 SHARED_MNIST = PROJECT.parent / "shared" / "data" / "mnist-t10k"
 

@@ -44,7 +44,17 @@ def test_architecture_and_parameter_count():
 
 
 def test_hyperparameters_are_declared():
-    assert {"lr", "batch_size", "num_filters", "filter_size", "momentum", "optimizer", "dropout", "weight_decay", "activation"} <= set(HYPERPARAMETERS)
+    assert {
+        "lr",
+        "batch_size",
+        "num_filters",
+        "filter_size",
+        "momentum",
+        "optimizer",
+        "dropout",
+        "weight_decay",
+        "activation",
+    } <= set(HYPERPARAMETERS)
     assert set(HYPERPARAMETERS["activation"].choices) == {"relu", "tanh", "sigmoid"}
 
 

@@ -143,7 +143,9 @@ def _parse_split(split: str) -> list[float]:
     try:
         values = [float(v) for v in split.split(",")]
     except ValueError:
-        raise UserError(f"--split {split!r}: expected comma-separated numbers, e.g. 0.6,0.2,0.2 or 8000,1000,1000") from None
+        raise UserError(
+            f"--split {split!r}: expected comma-separated numbers, e.g. 0.6,0.2,0.2 or 8000,1000,1000"
+        ) from None
     if any(not math.isfinite(v) or v < 0 for v in values):
         raise UserError(f"--split {split!r}: parts must be non-negative numbers")
     return values
@@ -164,7 +166,7 @@ def _part_sizes(split: str, available: int, parts: int) -> list[int]:
         if sum(sizes) > available:
             raise UserError(f"--split {split!r}: asks for {sum(sizes)} images, the data has {available}")
     names = ("train", "val", "test")
-    for name, size in zip(names, sizes):
+    for name, size in zip(names, sizes, strict=False):
         if size < 1:
             raise UserError(f"--split {split!r}: the {name} part would be empty ({available} images available)")
     return sizes
@@ -217,7 +219,9 @@ class TensorSplits:
 
 def tensor_splits(loaded: LoadedImages, record: dict[str, Any], device: torch.device | str = "cpu") -> TensorSplits:
     """The recorded split of ``loaded`` as tensors on ``device``."""
-    if record.get("num_images") != len(loaded.images) or list(record.get("image_shape", [])) != list(loaded.image_shape):
+    if record.get("num_images") != len(loaded.images) or list(record.get("image_shape", [])) != list(
+        loaded.image_shape
+    ):
         raise DataError(
             f"{loaded.sources[0]}: the data differ from those the study was created with "
             f"({len(loaded.images)} images of {list(loaded.image_shape)}, recorded {record.get('num_images')} of "

@@ -106,7 +106,9 @@ class LeNetWorker(Worker):
         if device.type == "cpu":
             torch.set_num_threads(context.threads)
         data = load_study_data(context, device)
-        logger.info("data on %s: %d train, %d val, %d test", device, len(data.train_x), len(data.val_x), len(data.test_x))
+        logger.info(
+            "data on %s: %d train, %d val, %d test", device, len(data.train_x), len(data.val_x), len(data.test_x)
+        )
         return cls(data=data, seed=context.seed, **worker_kwargs)
 
     @classmethod
@@ -129,5 +131,7 @@ class LeNetWorker(Worker):
         )
         return {"loss": trained.loss, "test_error": trained.info["test_error"], "output": str(output_path)}
 
-    def compute(self, config_id: Any, config: dict[str, Any], budget: float, working_directory: str, **kwargs: Any) -> dict[str, Any]:
+    def compute(
+        self, config_id: Any, config: dict[str, Any], budget: float, working_directory: str, **kwargs: Any
+    ) -> dict[str, Any]:
         return train_and_evaluate(config, budget, self.data, self.seed)

@@ -144,7 +144,9 @@ def train(config: dict[str, Any], budget: float, data: TensorSplits, seed: int) 
         steps_done += steps
         train_loss = float(loss_sum.item()) / steps
         if not math.isfinite(train_loss):
-            raise TrainingDiverged(f"training diverged: loss is {train_loss} after {steps_done} steps (epoch {epoch + 1})")
+            raise TrainingDiverged(
+                f"training diverged: loss is {train_loss} after {steps_done} steps (epoch {epoch + 1})"
+            )
         learning_curve.append(error_rate(model, data.val_x, data.val_y))
     val_error = learning_curve[-1]
     test_error = error_rate(model, data.test_x, data.test_y)
