@@ -10,6 +10,11 @@ import json
 import signal
 
 import pytest
+from hpbandster.core.result import logged_results_to_HBS_result
+
+from bohb_runner.journal import read_evaluations
+from bohb_runner.schedule import HyperbandSchedule
+
 from conftest import (
     TESTS,
     assert_one_line_error,
@@ -19,10 +24,6 @@ from conftest import (
     start_cli,
     wait_until,
 )
-from hpbandster.core.result import logged_results_to_HBS_result
-
-from bohb_runner.journal import read_evaluations
-from bohb_runner.schedule import HyperbandSchedule
 
 QUADRATIC = TESTS / "data" / "quadratic.yaml"
 

@@ -11,10 +11,11 @@ import ConfigSpace as CS
 import numpy as np
 import Pyro4
 import serpent
-from conftest import SPACE
 
 from bohb_runner import compat
 from bohb_runner.spaces import load_space
+
+from conftest import SPACE
 
 
 def test_to_native_converts_numpy_scalars_arrays_and_containers():

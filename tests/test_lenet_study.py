@@ -6,12 +6,13 @@ import json
 
 import pytest
 import torch
-from conftest import SPACE, assert_one_line_error, run_cli
 from hpbandster.core.result import logged_results_to_HBS_result
 
 from bohb_runner.journal import read_evaluations
 from bohb_runner.schedule import HyperbandSchedule
 from workers.idx import write_idx
+
+from conftest import SPACE, assert_one_line_error, run_cli
 
 
 def lenet_run(study_dir, *extra, optimizer="bohb"):

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TESTS
 from hpbandster.core.result import json_result_logger, logged_results_to_HBS_result
 from hpbandster.core.worker import Worker
 
@@ -27,6 +26,8 @@ from bohb_runner.schedule import HyperbandSchedule
 from bohb_runner.settings import StudySettings
 from bohb_runner.spaces import load_space, space_to_dict
 from bohb_runner.worker_runtime import guard_compute, serve
+
+from conftest import TESTS
 
 QUADRATIC = TESTS / "data" / "quadratic.yaml"
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import ConfigSpace as CS
 import pytest
 import yaml
-from conftest import PROJECT, SPACE
 
 from bohb_runner.errors import SpaceError
 from bohb_runner.spaces import (
@@ -18,6 +17,8 @@ from bohb_runner.spaces import (
     space_to_dict,
 )
 from bohb_runner.worker_api import HyperparameterSpec
+
+from conftest import PROJECT, SPACE
 
 
 def test_lenet_space_has_the_users_hyperparameters_and_a_condition():

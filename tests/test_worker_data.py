@@ -8,13 +8,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PROJECT
 
 from bohb_runner.errors import DataError, UserError
 from workers.datasets import load_dataset, make_split, tensor_splits
 from workers.idx import write_idx
 
-SHARED_MNIST = PROJECT.parent / "shared" / "data" / "mnist-t10k"
+from conftest import PROJECT
+
+SHARED_MNIST = next(
+    (
+        p
+        for p in (PROJECT.parent / "shared" / "data" / "mnist-t10k", Path("/work/shared/data/mnist-t10k"))
+        if p.is_dir()
+    ),
+    Path("/nonexistent"),
+)
 
 
 def _fake_mnist(folder: Path, n: int = 60, prefix: str = "t10k", compress: bool = False, size: int = 12) -> None:

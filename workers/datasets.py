@@ -10,8 +10,11 @@ Two sources:
   is split 5/6 train, 1/6 validation; with a single pair, it is split 70/15/15.
 
 ``--split`` overrides the defaults with three fractions (``0.8,0.1,0.1``) or three counts
-(``8000,1000,1000``) of the pool; with a given test set, two values (``train,val``) split the
-pool and the given test set stays the test set. Counts may leave images unused.
+(``8000,1000,1000``) of the pool. Values all <= 1 are fractions (each part is the floor of
+its share), otherwise counts; either may leave images unused. With a given test set (the
+t10k pair beside the train pair), two values (``train,val``) split the pool and the given
+test set stays the test set; three values take all three parts from the pool, and the given
+test set is then not used at all (the record says so in ``test_source``).
 
 The split is made once, when the study is created, from the study seed, and recorded with
 its indices in the study: every worker and every resumed run trains on exactly the same
@@ -102,8 +105,10 @@ def _first_existing(folder: Path, stem: str) -> Path | None:
 
 
 def _load_idx_directory(data_dir: Path) -> LoadedImages:
-    if not data_dir.is_dir():
+    if not data_dir.exists():
         raise DataError(f"{data_dir}: data directory not found")
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: is a file, --data-dir needs the directory that holds the IDX files")
     pairs = _find_idx_pairs(data_dir)
     if not pairs:
         names = ", ".join(f"{i}[.gz]" for i, _ in IDX_NAMES.values())
@@ -132,10 +137,11 @@ def _load_idx_directory(data_dir: Path) -> LoadedImages:
 
 
 def default_split(loaded: LoadedImages) -> str:
+    """The split used without ``--split``; 5/6 is written in full so 60,000 give 50,000/10,000."""
     if loaded.name == "digits":
         return "0.6,0.2,0.2"
     if loaded.given_test is not None:
-        return f"{5 / 6:.6f},{1 / 6:.6f}"
+        return f"{5 / 6!r},{1 / 6!r}"
     return "0.7,0.15,0.15"
 
 
@@ -151,11 +157,15 @@ def _parse_split(split: str) -> list[float]:
     return values
 
 
+def _is_fractions(values: list[float]) -> bool:
+    return all(v <= 1 for v in values)
+
+
 def _part_sizes(split: str, available: int, parts: int) -> list[int]:
     values = _parse_split(split)
     if len(values) != parts:
         raise UserError(f"--split {split!r}: expected {parts} values here (train,val{',test' if parts == 3 else ''})")
-    if all(v <= 1 for v in values):  # fractions
+    if _is_fractions(values):
         if sum(values) > 1 + 1e-9:
             raise UserError(f"--split {split!r}: fractions add up to {sum(values):g}, more than 1")
         sizes = [int(math.floor(v * available + 1e-9)) for v in values]
@@ -178,7 +188,8 @@ def make_split(loaded: LoadedImages, split: str | None, seed: int) -> dict[str, 
     values = _parse_split(split)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5911]))
     pool = rng.permutation(loaded.pool)
-    if loaded.given_test is not None and len(values) == 2:
+    test_source = "given" if loaded.given_test is not None and len(values) == 2 else "pool"
+    if test_source == "given":
         n_train, n_val = _part_sizes(split, len(pool), 2)
         indices = {"train": pool[:n_train], "val": pool[n_train : n_train + n_val], "test": loaded.given_test}
     else:
@@ -194,10 +205,15 @@ def make_split(loaded: LoadedImages, split: str | None, seed: int) -> dict[str, 
         "num_images": int(len(loaded.images)),
         "image_shape": list(loaded.image_shape),
         "split": split,
+        "split_kind": "fractions" if _is_fractions(values) else "counts",
+        "test_source": test_source,
         "seed": seed,
         "sizes": {k: int(len(v)) for k, v in indices.items()},
         "indices": {k: [int(i) for i in v] for k, v in indices.items()},
     }
+
+
+_TENSOR_FIELDS = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
 
 
 @dataclass
@@ -215,6 +231,14 @@ class TensorSplits:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+
+    def to(self, device: torch.device | str) -> TensorSplits:
+        """The same splits on ``device`` (itself when they are already there)."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        moved = {name: getattr(self, name).to(device) for name in _TENSOR_FIELDS}
+        return TensorSplits(device=device, **moved)
 
 
 def tensor_splits(loaded: LoadedImages, record: dict[str, Any], device: torch.device | str = "cpu") -> TensorSplits:

@@ -18,7 +18,8 @@ activation      categorical  relu, tanh,        relu      after each conv and th
                              sigmoid
 ==============  ===========  =================  ========  =========================================
 
-The budget is in epochs and may be fractional (see :mod:`workers.training`). The loss is the
+The budget is in epochs and may be fractional: ``floor(budget)`` full epochs, then
+``round(fraction * steps_per_epoch)`` steps of the next (see :mod:`workers.training`). The loss is the
 validation error; ``info`` holds accuracy, test error, the learning curve (validation error
 after each epoch), epochs and steps trained, train time and the number of parameters.
 """
@@ -47,15 +48,36 @@ def _spec(name: str, kind: str, description: str, **limits: Any) -> Hyperparamet
 HYPERPARAMETERS: dict[str, HyperparameterSpec] = {
     spec.name: spec
     for spec in (
-        _spec("lr", "float", "learning rate", lower=0.0, upper=10.0, lower_exclusive=True),
-        _spec("batch_size", "int", "mini-batch size", lower=1, upper=65536),
-        _spec("num_filters", "int", "filters per conv layer", lower=1, upper=1024),
-        _spec("filter_size", "int", "conv kernel size", lower=1, upper=15),
-        _spec("momentum", "float", "SGD momentum", lower=0.0, upper=1.0),
-        _spec("optimizer", "categorical", "optimizer", choices=("sgd", "adam")),
-        _spec("dropout", "float", "dropout probability", lower=0.0, upper=1.0, upper_exclusive=True),
-        _spec("weight_decay", "float", "L2 penalty", lower=0.0, upper=1.0),
-        _spec("activation", "categorical", "activation function", choices=("relu", "tanh", "sigmoid")),
+        _spec("lr", "float", "learning rate of the optimizer", lower=0.0, upper=10.0, lower_exclusive=True),
+        _spec(
+            "batch_size", "int", "mini-batch size; larger than the train set means full batches", lower=1, upper=65536
+        ),
+        _spec("num_filters", "int", "filters in each of the two conv layers", lower=1, upper=1024),
+        _spec(
+            "filter_size",
+            "int",
+            "conv kernel size; odd sizes keep each conv's output the size of its input, "
+            "even ones add a pixel (it works, but the receptive field is off-centre)",
+            lower=1,
+            upper=15,
+        ),
+        _spec("momentum", "float", "SGD momentum; inactive (ignored) with adam", lower=0.0, upper=1.0),
+        _spec("optimizer", "categorical", "sgd (with momentum) or adam", choices=("sgd", "adam")),
+        _spec(
+            "dropout",
+            "float",
+            "dropout probability before each dense layer; 1 would drop everything",
+            lower=0.0,
+            upper=1.0,
+            upper_exclusive=True,
+        ),
+        _spec("weight_decay", "float", "L2 penalty, applied by the optimizer", lower=0.0, upper=1.0),
+        _spec(
+            "activation",
+            "categorical",
+            "after each conv and the dense 128 layer",
+            choices=("relu", "tanh", "sigmoid"),
+        ),
     )
 }
 
@@ -89,9 +111,12 @@ class LeNetWorker(Worker):
 
     HYPERPARAMETERS = HYPERPARAMETERS
 
-    def __init__(self, *, data: TensorSplits, seed: int, **worker_kwargs: Any) -> None:
+    def __init__(
+        self, *, data: TensorSplits, seed: int, device: torch.device | str | None = None, **worker_kwargs: Any
+    ) -> None:
+        """``data`` stays resident for every job; ``device`` (default: where ``data`` is) moves it once."""
         super().__init__(**worker_kwargs)
-        self.data = data
+        self.data = data if device is None else data.to(device)
         self.seed = seed
 
     @classmethod
@@ -109,7 +134,7 @@ class LeNetWorker(Worker):
         logger.info(
             "data on %s: %d train, %d val, %d test", device, len(data.train_x), len(data.val_x), len(data.test_x)
         )
-        return cls(data=data, seed=context.seed, **worker_kwargs)
+        return cls(data=data, seed=context.seed, device=device, **worker_kwargs)
 
     @classmethod
     def retrain(cls, context: StudyContext, config: dict[str, Any], budget: float, output_path: Path) -> dict[str, Any]:
@@ -134,4 +159,6 @@ class LeNetWorker(Worker):
     def compute(
         self, config_id: Any, config: dict[str, Any], budget: float, working_directory: str, **kwargs: Any
     ) -> dict[str, Any]:
-        return train_and_evaluate(config, budget, self.data, self.seed)
+        result = train_and_evaluate(config, budget, self.data, self.seed)
+        logger.debug("job %s on budget %g: validation error %.4f", config_id, budget, result["loss"])
+        return result

@@ -4,7 +4,8 @@ Budget = epochs, and may be fractional: ``floor(budget)`` full epochs, then
 ``round(fraction * steps_per_epoch)`` steps of the next one (at least one step in all).
 
 Everything random depends on the seed and the absolute epoch only, never on the budget: the
-model's initial weights on ``seed``, the order of epoch ``e``'s batches on ``(seed, e)``. So
+model's initial weights on ``seed``, the order of epoch ``e``'s batches and its dropout masks
+on ``(seed, e)``. So
 training 3 epochs and training 9 epochs follow the same path for their first 3 epochs, which
 is what continuing a promoted configuration from its checkpoint relies on; and the same
 config, budget and seed give the same validation error on CPU.
@@ -121,7 +122,6 @@ def train(config: dict[str, Any], budget: float, data: TensorSplits, seed: int) 
     model = build_model(config, data.input_shape, seed).to(device)
     optimizer = build_optimizer(config, model)
     criterion = nn.CrossEntropyLoss()
-    torch.manual_seed(seed_for(seed, 0xD80F))  # dropout
     n = len(data.train_x)
     batch_size = min(config["batch_size"], n)
     steps_per_epoch = math.ceil(n / batch_size)
@@ -132,6 +132,7 @@ def train(config: dict[str, Any], budget: float, data: TensorSplits, seed: int) 
     for epoch in range(full_epochs + (1 if extra_steps else 0)):
         steps = steps_per_epoch if epoch < full_epochs else extra_steps
         order = epoch_order(seed, epoch, n, device)
+        torch.manual_seed(seed_for(seed, 0xD80F, epoch))  # this epoch's dropout masks
         model.train()
         loss_sum = torch.zeros((), device=device)
         for step in range(steps):
