@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from bohb_runner.results import StudyResults
-from bohb_runner.settings import DEFAULT_WORKER, BOHBOptions, StudySettings
+from bohb_runner.settings import DEFAULT_WORKER, BOHBOptions
 from bohb_runner.spaces import load_space, space_to_dict
-from bohb_runner.study import RunOptions, create_study, run_master
+from bohb_runner.study import RunOptions, open_study, run_master
 
 
 def run_study(
@@ -29,30 +29,38 @@ def run_study(
     progress: bool = True,
     device: str = "auto",
     threads: int = 1,
+    job_timeout: float | None = None,
+    fresh: bool = False,
+    overwrite: bool = False,
     **bohb_options: Any,
 ) -> StudyResults:
-    """Create a study in ``study_dir`` and run it with ``workers`` local worker processes.
+    """Run a study in ``study_dir`` with ``workers`` local worker processes: a new one, or the
+    one already there, resumed (as ``bohb-runner run`` does).
 
     The options are those of ``bohb-runner run``; ``bohb_options`` are BOHB's
     (``top_n_percent``, ``num_samples``, ``random_fraction``, ``bandwidth_factor``,
     ``min_bandwidth``, ``min_points_in_model``). Returns the study's results when it ends.
     """
-    settings = StudySettings(
-        space=space_to_dict(load_space(space)),
-        space_file=str(space),
-        optimizer=optimizer,
-        min_budget=min_budget,
-        max_budget=max_budget,
-        eta=eta,
-        iterations=iterations,
-        seed=seed,
-        worker=worker,
-        dataset=dataset,
-        data_dir=data_dir,
-        split=split,
-        bohb=BOHBOptions(**bohb_options),
-    )
-    create_study(Path(study_dir), settings)
+    requested: dict[str, Any] = {
+        "space": space_to_dict(load_space(space)),
+        "space_file": str(space),
+        "optimizer": optimizer,
+        "min_budget": min_budget,
+        "max_budget": max_budget,
+        "eta": eta,
+        "iterations": iterations,
+        "seed": seed,
+        "worker": worker,
+        "dataset": dataset,
+        "data_dir": data_dir,
+        "split": split,
+        "job_timeout": job_timeout,
+    }
+    requested.update({f"bohb.{key}": value for key, value in bohb_options.items()})
+    unknown = set(bohb_options) - set(vars(BOHBOptions()))
+    if unknown:
+        raise TypeError(f"run_study() got unknown options: {', '.join(sorted(unknown))}")
+    open_study(Path(study_dir), requested, fresh=fresh, overwrite=overwrite)
     options = RunOptions(workers=workers, progress=progress, device=device, threads=threads)
     return run_master(Path(study_dir), options)
 

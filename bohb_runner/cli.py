@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bohb_runner import __version__
 from bohb_runner.errors import UserError
@@ -18,7 +19,7 @@ from bohb_runner.progress import format_budget, format_duration
 from bohb_runner.results import StudyResults
 from bohb_runner.settings import DEFAULT_WORKER, OPTIMIZERS, BOHBOptions, StudySettings, require_loopback
 from bohb_runner.spaces import load_space, space_to_dict
-from bohb_runner.study import RunOptions, create_study, run_master
+from bohb_runner.study import RunOptions, open_study, run_master
 
 logger = logging.getLogger(__name__)
 
@@ -107,35 +108,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Study options: (flag, settings field, type, help). Their defaults are None so that a resumed
+# study can tell the options a user gave from those left out; new studies take the defaults of
+# StudySettings and BOHBOptions.
+_DEFAULTS, _BOHB = StudySettings(space={}), BOHBOptions()
+STUDY_OPTIONS: list[tuple[str, str, type, str]] = [
+    ("--optimizer", "optimizer", str, f"{', '.join(OPTIMIZERS)} (default: {_DEFAULTS.optimizer})"),
+    ("--min-budget", "min_budget", float, f"smallest budget, in epochs (default: {_DEFAULTS.min_budget:g})"),
+    ("--max-budget", "max_budget", float, f"largest budget, in epochs (default: {_DEFAULTS.max_budget:g})"),
+    ("--eta", "eta", float, f"successive-halving ratio (default: {_DEFAULTS.eta:g})"),
+    ("--iterations", "iterations", int, f"Hyperband iterations; may grow on resume (default: {_DEFAULTS.iterations})"),
+    ("--seed", "seed", int, f"seed of sampling, data split and training (default: {_DEFAULTS.seed})"),
+    ("--job-timeout", "job_timeout", float, "seconds after which a job is abandoned as failed (default: none)"),
+    ("--worker", "worker", str, f"hpbandster Worker class, module:Class (default: {DEFAULT_WORKER})"),
+    ("--dataset", "dataset", str, "digits (embedded, default) or mnist (IDX files in --data-dir)"),
+    ("--data-dir", "data_dir", str, "directory of MNIST-format IDX files, for --dataset mnist"),
+    ("--split", "split", str, "train,val,test fractions or counts (default: per dataset)"),
+    (
+        "--top-n-percent",
+        "bohb.top_n_percent",
+        int,
+        f"BOHB: share of good observations (default: {_BOHB.top_n_percent})",
+    ),
+    ("--num-samples", "bohb.num_samples", int, f"BOHB: candidates per proposal (default: {_BOHB.num_samples})"),
+    ("--random-fraction", "bohb.random_fraction", float, "BOHB: share of random configurations (default: 1/3)"),
+    ("--bandwidth-factor", "bohb.bandwidth_factor", float, f"BOHB: KDE widening (default: {_BOHB.bandwidth_factor:g})"),
+    ("--min-bandwidth", "bohb.min_bandwidth", float, f"BOHB: KDE minimum bandwidth (default: {_BOHB.min_bandwidth:g})"),
+    ("--min-points-in-model", "bohb.min_points_in_model", int, "BOHB: observations before a model (default: dim+1)"),
+]
+
+
 def _add_study_options(parser: argparse.ArgumentParser) -> None:
-    defaults = StudySettings(space={})
-    group = parser.add_argument_group("study")
+    group = parser.add_argument_group(
+        "study (given again on resume: must match the study, except --iterations and --job-timeout)"
+    )
     group.add_argument("--space", type=Path, help="ConfigSpace YAML or JSON file (e.g. spaces/lenet.yaml)")
     group.add_argument("--study-dir", required=True, type=Path, help="directory for settings, journal and logs")
-    group.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
-    group.add_argument(
-        "--min-budget", type=float, default=defaults.min_budget, help="smallest budget in epochs (default: 1)"
-    )
-    group.add_argument(
-        "--max-budget", type=float, default=defaults.max_budget, help="largest budget in epochs (default: 9)"
-    )
-    group.add_argument("--eta", type=float, default=defaults.eta, help="successive-halving ratio (default: 3)")
-    group.add_argument("--iterations", type=int, default=defaults.iterations, help="Hyperband iterations (default: 4)")
-    group.add_argument("--seed", type=int, default=defaults.seed, help="seed of sampling, data split and training")
-    group.add_argument(
-        "--worker", default=DEFAULT_WORKER, help=f"hpbandster Worker class, module:Class (default: {DEFAULT_WORKER})"
-    )
-    group.add_argument("--dataset", default=defaults.dataset, help="digits (embedded, default) or mnist (IDX files)")
-    group.add_argument("--data-dir", default=None, help="directory of MNIST-format IDX files, for --dataset mnist")
-    group.add_argument("--split", default=None, help="train,val,test fractions or counts (default: per dataset)")
-    bohb = parser.add_argument_group("BOHB")
-    b = BOHBOptions()
-    bohb.add_argument("--top-n-percent", type=int, default=b.top_n_percent)
-    bohb.add_argument("--num-samples", type=int, default=b.num_samples)
-    bohb.add_argument("--random-fraction", type=float, default=b.random_fraction)
-    bohb.add_argument("--bandwidth-factor", type=float, default=b.bandwidth_factor)
-    bohb.add_argument("--min-bandwidth", type=float, default=b.min_bandwidth)
-    bohb.add_argument("--min-points-in-model", type=int, default=b.min_points_in_model)
+    for flag, field, kind, text in STUDY_OPTIONS:
+        group.add_argument(flag, dest=field.replace(".", "__"), type=kind, default=None, help=text)
+    group.add_argument("--fresh", action="store_true", help="start a new study; refuse if --study-dir holds one")
+    group.add_argument("--overwrite", action="store_true", help="with --fresh: delete the existing study first")
+
+
+def requested_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The study settings the user gave on the command line (and only those)."""
+    requested: dict[str, Any] = {}
+    if args.space is not None:
+        requested["space"] = space_to_dict(load_space(args.space))
+        requested["space_file"] = str(args.space)
+    for _flag, field, _kind, _text in STUDY_OPTIONS:
+        value = getattr(args, field.replace(".", "__"))
+        if value is not None:
+            requested[field] = value
+    return requested
 
 
 def _add_master_options(parser: argparse.ArgumentParser) -> None:
@@ -146,34 +171,6 @@ def _add_master_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--min-workers", type=int, default=1, help="workers to wait for before starting (default: 1)")
     group.add_argument("--ping-interval", type=float, default=10.0, help="seconds between worker liveness checks")
     group.add_argument("--no-progress", action="store_true", help="no live progress line")
-
-
-def settings_from_args(args: argparse.Namespace) -> StudySettings:
-    if args.space is None:
-        raise UserError("--space is required to create a study")
-    space = load_space(args.space)
-    return StudySettings(
-        space=space_to_dict(space),
-        space_file=str(args.space),
-        optimizer=args.optimizer,
-        min_budget=args.min_budget,
-        max_budget=args.max_budget,
-        eta=args.eta,
-        iterations=args.iterations,
-        seed=args.seed,
-        worker=args.worker,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        split=args.split,
-        bohb=BOHBOptions(
-            top_n_percent=args.top_n_percent,
-            num_samples=args.num_samples,
-            random_fraction=args.random_fraction,
-            bandwidth_factor=args.bandwidth_factor,
-            min_bandwidth=args.min_bandwidth,
-            min_points_in_model=args.min_points_in_model,
-        ),
-    )
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -193,8 +190,10 @@ def _cmd_master(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     require_loopback(args.host)
-    settings = create_study(args.study_dir, settings_from_args(args))
-    print(describe_study(args.study_dir, settings), file=sys.stderr)
+    if args.overwrite and not args.fresh:
+        raise UserError("--overwrite only goes with --fresh")
+    settings, resumed = open_study(args.study_dir, requested_settings(args), fresh=args.fresh, overwrite=args.overwrite)
+    print(describe_study(args.study_dir, settings, resumed), file=sys.stderr)
     options = RunOptions(
         workers=args.workers,
         host=args.host,
@@ -210,7 +209,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe_study(study_dir: Path, settings: StudySettings) -> str:
+def describe_study(study_dir: Path, settings: StudySettings, resumed: bool = False) -> str:
     from bohb_runner.study import schedule_of
 
     schedule = schedule_of(settings)
@@ -218,7 +217,7 @@ def describe_study(study_dir: Path, settings: StudySettings) -> str:
     jobs = schedule.total_jobs(settings.optimizer, settings.iterations)
     cost = schedule.total_cost(settings.optimizer, settings.iterations)
     line = (
-        f"study {study_dir}: {settings.optimizer}, budgets {budgets} (eta {settings.eta:g}), "
+        f"{'resuming' if resumed else 'study'} {study_dir}: {settings.optimizer}, budgets {budgets} (eta {settings.eta:g}), "
         f"{settings.iterations} iterations, {jobs} evaluations, {cost:g} epochs planned"
     )
     data = settings.data or {}

@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -60,9 +61,21 @@ class JobQueue:
 class StudyDispatcher(Dispatcher):
     """Assigns jobs to workers found through the nameserver; see the module docstring."""
 
-    def __init__(self, new_result_callback: Callable[[Job], None], *, on_fatal: FatalHandler, **kwargs: Any) -> None:
+    # a job whose worker dies this many times is recorded as failed rather than tried again
+    MAX_LOST = 3
+
+    def __init__(
+        self,
+        new_result_callback: Callable[[Job], None],
+        *,
+        on_fatal: FatalHandler,
+        job_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(new_result_callback, logger=kwargs.pop("logger", logger), **kwargs)
         self.waiting_jobs = JobQueue()
+        self.job_timeout = job_timeout
+        self._lost_counts: dict[Any, int] = {}
         self._on_fatal = on_fatal
         self.ready = threading.Event()
         self._discovery_requested = False
@@ -79,7 +92,10 @@ class StudyDispatcher(Dispatcher):
                 uri = self.pyro_daemon.register(self, self.pyro_id)
                 ns.register(self.pyro_id, uri)
             self.logger.info("dispatcher listening on %s", self.pyro_daemon.locationStr)
-            for target, name in ((self.discover_workers, "discover-workers"), (self.job_runner, "job-runner")):
+            threads = [(self.discover_workers, "discover-workers"), (self.job_runner, "job-runner")]
+            if self.job_timeout:
+                threads.append((self.abandon_overdue_jobs, "job-timeout"))
+            for target, name in threads:
                 thread = threading.Thread(target=target, name=name, daemon=True)
                 thread.start()
                 self._threads.append(thread)
@@ -153,15 +169,21 @@ class StudyDispatcher(Dispatcher):
             registered = ns.list(prefix=self._worker_prefix)
         with self.discover_cond:
             known = dict(self.worker_pool)
+        # a worker that restarted under its old name registers a new address: the old one is dead
+        dead = [
+            name
+            for name, handle in known.items()
+            if registered.get(name, str(handle.proxy._pyroUri)) != str(handle.proxy._pyroUri)
+            or _probe_worker(handle.proxy._pyroUri) is None
+        ]
         found: dict[str, tuple[WorkerHandle, bool]] = {}
         for name, uri in registered.items():
-            if name not in known:
+            if name not in known or name in dead:
                 busy = _probe_worker(uri)
                 if busy is not None:
                     found[name] = (WorkerHandle(name, uri), busy)
-        dead = [name for name, handle in known.items() if _probe_worker(handle.proxy._pyroUri) is None]
         if dead:
-            self._forget_dead_workers(dead, registered)
+            self._forget_dead_workers({n: str(known[n].proxy._pyroUri) for n in dead if n not in found}, registered)
         lost_jobs: list[Job] = []
         with self.discover_cond:
             for name in dead:
@@ -187,19 +209,36 @@ class StudyDispatcher(Dispatcher):
         if changed and self.queue_callback is not None:
             self.queue_callback(pool_size)
 
-    def _forget_dead_workers(self, names: list[str], registered: dict[str, str]) -> None:
+    def _forget_dead_workers(self, dead: dict[str, str], registered: dict[str, str]) -> None:
+        """Remove dead workers' entries from the nameserver (only the entries of the dead)."""
         try:
             with Pyro4.locateNS(host=self.nameserver, port=self.nameserver_port) as ns:
-                for name in names:
-                    if name in registered:
+                for name, uri in dead.items():
+                    if registered.get(name) == uri:
                         ns.remove(name)
         except Exception as exc:
             self.logger.debug("could not remove dead workers from the nameserver: %s", exc)
 
     def handle_lost_job(self, job: Job) -> None:
-        """A job whose worker died: recorded as a failed evaluation (hpbandster's behaviour)."""
-        self.logger.warning("job %s was lost with worker %s", job.id, job.worker_name)
-        self._finish_job(job, None, f"worker {job.worker_name} died while running this job")
+        """A job whose worker died goes to another worker.
+
+        hpbandster records such a job as crashed ("Worker died unexpectedly."), so one node
+        failure costs a configuration its chance; here it runs again, unless it has now taken
+        down ``MAX_LOST`` workers (a job that kills its worker, e.g. by running out of memory).
+        """
+        lost = self._lost_counts.get(job.id, 0) + 1
+        self._lost_counts[job.id] = lost
+        if lost >= self.MAX_LOST:
+            self.logger.warning(
+                "job %s was lost with worker %s, %d times: recording it as failed", job.id, job.worker_name, lost
+            )
+            self._finish_job(job, None, f"the workers running this job died {lost} times (last: {job.worker_name})")
+            return
+        self.logger.warning("job %s was lost with worker %s; handing it to another worker", job.id, job.worker_name)
+        with self.runner_cond:
+            job.worker_name = None
+            self.waiting_jobs.put_front(job)
+            self.runner_cond.notify_all()
 
     @Pyro4.expose
     @Pyro4.oneway
@@ -264,8 +303,9 @@ class StudyDispatcher(Dispatcher):
                 job = self.running_jobs.pop(job_id, None)
                 if job is None:
                     self.logger.warning(
-                        "ignoring a result for job %s, which is not running (a late or repeated report)", job_id
+                        "ignoring a result for job %s, which is not running (abandoned, or a repeated report)", job_id
                     )
+                    self._free_worker_of(job_id)
                     return
                 worker = self.worker_pool.get(job.worker_name)
                 if worker is not None and worker.runs_job == job_id:
@@ -276,6 +316,44 @@ class StudyDispatcher(Dispatcher):
             self._finish_job(job, result.get("result"), result.get("exception"))
         except Exception:
             self._fail("result registration", traceback.format_exc())
+
+    def _free_worker_of(self, job_id: Any) -> None:
+        """A worker reporting an abandoned job is free again (called with the lock held)."""
+        for name, worker in self.worker_pool.items():
+            if worker.runs_job == job_id:
+                worker.runs_job = None
+                self.idle_workers.add(name)
+                self.runner_cond.notify_all()
+
+    def abandon_overdue_jobs(self) -> None:
+        """Record jobs running longer than ``job_timeout`` as failed; their workers stay busy
+        until they report (a hung worker restarts itself, see ``worker_process``)."""
+        try:
+            interval = min(1.0, self.job_timeout / 10)
+            while True:
+                with self.runner_cond:
+                    if self.shutdown_all_threads:
+                        return
+                    self.runner_cond.wait(interval)
+                    now = time.time()
+                    overdue = [
+                        job
+                        for job in self.running_jobs.values()
+                        if now - job.timestamps.get("started", now) > self.job_timeout
+                    ]
+                    for job in overdue:
+                        del self.running_jobs[job.id]
+                for job in overdue:
+                    self.logger.warning(
+                        "job %s exceeded --job-timeout %g s on %s: abandoned", job.id, self.job_timeout, job.worker_name
+                    )
+                    self._finish_job(
+                        job,
+                        None,
+                        f"abandoned: ran longer than --job-timeout {self.job_timeout:g} s on {job.worker_name}",
+                    )
+        except Exception:
+            self._fail("job timeout watch", traceback.format_exc())
 
     def _finish_job(self, job: Job, result: Any, exception: str | None) -> None:
         """Hand a finished (or failed) job to the master; called without the lock."""

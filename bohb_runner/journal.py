@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -106,6 +107,11 @@ class SampledConfig:
         )
 
 
+# Fault injection for the crash tests: "results.jsonl:N" makes the Nth append to that journal in
+# this process write half its line and then SIGKILL the process, as a power cut would.
+TEAR_ENV = "BOHB_RUNNER_TEST_TEAR_JOURNAL"
+
+
 class JournalWriter:
     """Appends records to a JSON-lines file; each record is one ``write`` of a whole line,
     flushed to the disk (fsync) before ``append`` returns."""
@@ -115,10 +121,17 @@ class JournalWriter:
         self._fsync = fsync
         self._lock = threading.Lock()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._appends = 0
+        self._tear_at = _tear_point(self.path)
 
     def append(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n").encode()
         with self._lock:
+            self._appends += 1
+            if self._appends == self._tear_at:
+                os.write(self._fd, line[: len(line) // 2])
+                os.fsync(self._fd)
+                os.kill(os.getpid(), signal.SIGKILL)
             written = os.write(self._fd, line)
             if written != len(line):  # a short write (disk full): never leave half a record
                 raise OSError(f"{self.path}: short write ({written} of {len(line)} bytes)")
@@ -136,6 +149,11 @@ class JournalWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _tear_point(path: Path) -> int:
+    name, _, count = os.environ.get(TEAR_ENV, "").partition(":")
+    return int(count) if name == path.name and count.isdigit() else -1
 
 
 def read_records(path: Path) -> Iterator[dict[str, Any]]:
@@ -166,6 +184,30 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
         logger.warning(
             "%s:%d: dropping a torn last line (%d bytes, written during a crash)", path, len(lines) + 1, len(torn)
         )
+
+
+def repair_torn_tail(path: Path) -> int:
+    """Cut a torn last line (a write interrupted by a crash) off a journal before appending to it.
+
+    Appending after a torn line would glue the next record to it and corrupt both; the torn
+    record's evaluation was not acted on, so it is simply run again. Returns the bytes dropped.
+    """
+    path = Path(path)
+    if not path.exists():
+        return 0
+    with open(path, "rb+") as fh:
+        data = fh.read()
+        if not data or data.endswith(b"\n"):
+            return 0
+        keep = data.rfind(b"\n") + 1
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+    dropped = len(data) - keep
+    logger.warning(
+        "%s: dropped a torn last line (%d bytes, written during a crash); its evaluation runs again", path, dropped
+    )
+    return dropped
 
 
 def _read_typed(path: Path, parse: Callable[[dict[str, Any]], T], what: str) -> list[T]:

@@ -60,11 +60,16 @@ class LocalWorkers:
         self.on_exit = on_exit
         self.processes: dict[str, subprocess.Popen] = {}
         self._stopping = threading.Event()
+        self._lock = threading.Lock()
         self._watchers: list[threading.Thread] = []
 
     def start(self) -> None:
         for index in range(self.count):
             self.start_one(f"worker-{index}", index)
+
+    def restart(self, name: str) -> None:
+        """Start a worker again under its old name (it registers afresh with the master)."""
+        self.start_one(name, int(name.rsplit("-", 1)[-1]))
 
     def start_one(self, name: str, index: int) -> None:
         log_file = log_path(self.study_dir, name)
@@ -83,11 +88,13 @@ class LocalWorkers:
         env[PARENT_PID_ENV] = str(os.getpid())
         env.setdefault("OMP_NUM_THREADS", str(self.threads))
         env["PYTHONUNBUFFERED"] = "1"
-        with open(log_file, "ab") as log:
+        with self._lock, open(log_file, "ab") as log:
+            if self._stopping.is_set():
+                return
             process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
-        self.processes[name] = process
+            self.processes[name] = process
         logger.info("started %s (pid %d), log %s", name, process.pid, log_file)
         watcher = threading.Thread(
             target=self._watch, args=(name, process, log_file), name=f"watch-{name}", daemon=True
@@ -104,18 +111,21 @@ class LocalWorkers:
             self.on_exit(WorkerExit(name, returncode, log_file))
 
     def alive(self) -> list[str]:
-        return [name for name, p in self.processes.items() if p.poll() is None]
+        with self._lock:
+            return [name for name, p in self.processes.items() if p.poll() is None]
 
     def stop(self, grace: float = 10.0) -> None:
         """Wait ``grace`` seconds for workers told to shut down, then terminate, then kill."""
-        self._stopping.set()
-        for process in self.processes.values():
+        with self._lock:
+            self._stopping.set()
+            processes = list(self.processes.values())
+        for process in processes:
             try:
                 process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 break
         for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            alive = [p for p in self.processes.values() if p.poll() is None]
+            alive = [p for p in processes if p.poll() is None]
             if not alive:
                 return
             for process in alive:

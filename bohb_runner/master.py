@@ -22,6 +22,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -39,6 +40,22 @@ logger = logging.getLogger(__name__)
 
 class StudyFailed(RuntimeError):
     """The optimization could not go on; the message is one line, details are in the log."""
+
+
+class StudyHistoryMismatch(StudyFailed):
+    """The journal cannot be replayed on this study's schedule."""
+
+
+class _SamplingDeferred(Exception):
+    """Replay needs a configuration that was never sampled: it is sampled live, after the replay."""
+
+
+@dataclass
+class StudyHistory:
+    """What a study's journals hold: the master replays it when a study resumes."""
+
+    evaluations: list[Evaluation]
+    sampled: list[SampledConfig]
 
 
 class MasterObserver(Protocol):
@@ -98,6 +115,8 @@ class StudyMaster(Master):
         job_queue_sizes: tuple[int, int] = (-1, 0),
         dynamic_queue_size: bool = True,
         result_logger: Any = None,
+        history: StudyHistory | None = None,
+        job_timeout: float | None = None,
     ) -> None:
         self.working_directory = working_directory
         os.makedirs(self.working_directory, exist_ok=True)
@@ -122,6 +141,11 @@ class StudyMaster(Master):
         self.configs_journal = configs_journal
         self.observer: MasterObserver = observer or SilentObserver()
         self._failure: str | None = None
+        self._history = history or StudyHistory([], [])
+        self._recorded_configs = {s.config_id: s for s in self._history.sampled}
+        self._replaying = False
+        self._replay_pending: dict[tuple[tuple[int, int, int], float], tuple[dict, float]] = {}
+        self._remaining_iterations = 0
 
         self.dispatcher = StudyDispatcher(
             self.job_callback,
@@ -133,6 +157,7 @@ class StudyMaster(Master):
             nameserver_port=nameserver_port,
             host=host,
             logger=self.logger,
+            job_timeout=job_timeout,
         )
         self.dispatcher_thread = threading.Thread(target=self.dispatcher.run, name="dispatcher", daemon=True)
         self.dispatcher_thread.start()
@@ -164,6 +189,11 @@ class StudyMaster(Master):
         yield
 
     def _sample_configuration(self, config_id: tuple[int, int, int], budget: float) -> tuple[dict, dict]:
+        recorded = self._recorded_configs.get(config_id)
+        if recorded is not None:  # sampled before a restart: the same configuration, not a new draw
+            return recorded.config, recorded.config_info
+        if self._replaying:
+            raise _SamplingDeferred()
         with self._seeded(*config_id, 0):
             config, info = self.config_generator.get_config(budget)
         config, info = native_config(config), to_native(info or {})
@@ -175,37 +205,97 @@ class StudyMaster(Master):
     def run(
         self, n_iterations: int = 1, min_n_workers: int = 1, iteration_kwargs: dict | None = None
     ) -> list[StudyIteration]:
-        """Run until ``n_iterations`` iterations are finished; raises :class:`StudyFailed`."""
+        """Run until ``n_iterations`` iterations are finished; raises :class:`StudyFailed`.
+
+        A study with a history (a resumed one) first replays it: the iterations, their
+        promotions and the model are rebuilt from the journal, and only what was still running
+        when the previous master stopped is dispatched again.
+        """
         self._wait_for_dispatcher()
+        with self.thread_cond:
+            self._remaining_iterations = n_iterations - len(self.iterations)
+            self._replay()
         self._wait_for_workers(min_n_workers)
         if self.time_ref is None:
             self.time_ref = time.time()
             self.config["time_ref"] = self.time_ref
         with self.thread_cond:
-            remaining = n_iterations - len(self.iterations)
             while True:
                 self._raise_if_failed()
                 if self.num_running_jobs >= self.job_queue_sizes[1] and self.num_running_jobs > self.job_queue_sizes[0]:
                     self.thread_cond.wait()
                     continue
-                next_run = None
-                for index in self.active_iterations():
-                    next_run = self.iterations[index].get_next_run()
-                    if next_run is not None:
-                        break
-                if next_run is not None:
-                    self._submit_job(*next_run)
-                    continue
-                if remaining > 0:
-                    iteration = self.get_next_iteration(len(self.iterations))
-                    self.iterations.append(iteration)
-                    self.observer.iteration_started(self.bracket(iteration.HPB_iter))
-                    remaining -= 1
+                if self._advance():
                     continue
                 if not self.active_iterations():
                     break
                 self.thread_cond.wait()
         return self.iterations
+
+    def _advance(self) -> bool:
+        """Submit the next job hpbandster's loop would run, or start the next iteration.
+
+        Returns False when nothing can be done until a result arrives. Live and replayed runs
+        both go through here, so a resumed study makes the same decisions as the original.
+        """
+        for index in self.active_iterations():
+            next_run = self.iterations[index].get_next_run()
+            if next_run is not None:
+                self._submit_job(*next_run)
+                return True
+        if self._remaining_iterations > 0:
+            iteration = self.get_next_iteration(len(self.iterations))
+            self.iterations.append(iteration)
+            self.observer.iteration_started(self.bracket(iteration.HPB_iter))
+            self._remaining_iterations -= 1
+            return True
+        return False
+
+    def _replay(self) -> None:
+        """Feed the journal's results, in their original order, through the live code path."""
+        evaluations = self._history.evaluations
+        if not evaluations and not self._history.sampled:
+            return
+        started = time.perf_counter()
+        self._replaying = True
+        try:
+            for number, evaluation in enumerate(evaluations, start=1):
+                key = (evaluation.config_id, evaluation.budget)
+                while key not in self._replay_pending:
+                    try:
+                        progressed = self._advance()
+                    except _SamplingDeferred:
+                        progressed = False
+                    if not progressed:
+                        raise StudyHistoryMismatch(
+                            f"results.jsonl:{number}: evaluation {evaluation.config_id} on budget {evaluation.budget:g} "
+                            "does not fit the study's schedule (was the journal edited or copied from another study?)"
+                        )
+                config, budget = self._replay_pending.pop(key)
+                if config != evaluation.config:
+                    raise StudyHistoryMismatch(
+                        f"results.jsonl:{number}: configuration {evaluation.config_id} differs from configs.jsonl"
+                    )
+                self._register_result(job_from_evaluation(evaluation), evaluation, replayed=True)
+            # what a live run would also have started right away (configurations already sampled)
+            while True:
+                try:
+                    if not self._advance():
+                        break
+                except _SamplingDeferred:
+                    break
+        finally:
+            self._replaying = False
+        pending = list(self._replay_pending.items())
+        self._replay_pending.clear()
+        for (config_id, budget), (config, _) in pending:
+            self._dispatch(config_id, config, budget)
+        self.logger.info(
+            "replayed %d evaluations in %.2f s; %d unfinished jobs dispatched again",
+            len(evaluations),
+            time.perf_counter() - started,
+            len(pending),
+        )
 
     def _wait_for_dispatcher(self) -> None:
         self.dispatcher.ready.wait()
@@ -219,10 +309,14 @@ class StudyMaster(Master):
 
     def _submit_job(self, config_id: tuple[int, int, int], config: dict, budget: float) -> None:
         with self.thread_cond:
-            self.dispatcher.submit_job(
-                config_id, config=config, budget=budget, working_directory=self.working_directory
-            )
             self.num_running_jobs += 1
+            if self._replaying:
+                self._replay_pending[(config_id, budget)] = (config, budget)
+                return
+            self._dispatch(config_id, config, budget)
+
+    def _dispatch(self, config_id: tuple[int, int, int], config: dict, budget: float) -> None:
+        self.dispatcher.submit_job(config_id, config=config, budget=budget, working_directory=self.working_directory)
         self.observer.job_submitted(config_id, budget)
 
     def adjust_queue_size(self, number_of_workers: int | None = None) -> None:
@@ -255,18 +349,23 @@ class StudyMaster(Master):
     def job_callback(self, job: Job) -> None:
         """A job finished: journal it (fsynced), then let hpbandster's iteration and model see it."""
         with self.thread_cond:
-            self.num_running_jobs -= 1
             _normalize_job_result(job)
             datum = self.iterations[job.id[0]].data[job.id]
             evaluation = evaluation_from_job(job, datum.config_info)
             self.results_journal.append(evaluation.to_json())
-            if self.result_logger is not None:
-                self.result_logger(job)
-            self.iterations[job.id[0]].register_result(job)
-            with self._seeded(*job.id, job.kwargs["budget"]):
-                self.config_generator.new_result(job)
-            self.observer.evaluation_finished(evaluation)
+            self._register_result(job, evaluation, replayed=False)
             self.thread_cond.notify_all()
+
+    def _register_result(self, job: Job, evaluation: Evaluation, replayed: bool) -> None:
+        """The one path every result takes, live or replayed: iteration, then model."""
+        self.num_running_jobs -= 1
+        if self.result_logger is not None and not replayed:
+            self.result_logger(job)
+        self.iterations[job.id[0]].register_result(job)
+        with self._seeded(*job.id, job.kwargs["budget"]):
+            self.config_generator.new_result(job)
+        if not replayed:
+            self.observer.evaluation_finished(evaluation)
 
 
 def _normalize_job_result(job: Job) -> None:
@@ -319,3 +418,13 @@ def evaluation_from_job(job: Job, config_info: dict[str, Any]) -> Evaluation:
         started=stamps.get("started"),
         finished=stamps.get("finished"),
     )
+
+
+def job_from_evaluation(evaluation: Evaluation) -> Job:
+    """A journal record as the finished hpbandster ``Job`` it was when the master received it."""
+    job = Job(evaluation.config_id, config=evaluation.config, budget=evaluation.budget)
+    job.timestamps = {k: getattr(evaluation, k) for k in ("submitted", "started", "finished")}
+    job.worker_name = evaluation.worker
+    job.exception = evaluation.error
+    job.result = {"loss": evaluation.loss, "info": evaluation.info} if evaluation.ok else None
+    return job

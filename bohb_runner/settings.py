@@ -62,6 +62,7 @@ class StudySettings:
     eta: float = 3.0
     iterations: int = 4
     seed: int = 0
+    job_timeout: float | None = None
     worker: str = DEFAULT_WORKER
     dataset: str = "digits"
     data_dir: str | None = None
@@ -93,6 +94,8 @@ class StudySettings:
             raise UserError(f"--iterations must be at least 1, got {self.iterations}")
         if self.seed < 0 or self.seed >= 2**32:
             raise UserError(f"--seed must be in [0, 2**32), got {self.seed}")
+        if self.job_timeout is not None and not self.job_timeout > 0:
+            raise UserError(f"--job-timeout must be positive, got {self.job_timeout:g}")
         if ":" not in self.worker:
             raise UserError(f"--worker must look like module:Class, got {self.worker!r}")
         self.bohb.validate()
@@ -138,6 +141,58 @@ def installed_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
+
+
+# Settings a resumed study may change: how long it runs and how long a job may take.
+# Everything else defines the study; a different value would mix two studies in one journal.
+CHANGEABLE_ON_RESUME = ("iterations", "job_timeout", "space_file")
+
+
+def get_setting(settings: StudySettings, path: str) -> Any:
+    """A setting by its dotted path, e.g. ``eta`` or ``bohb.top_n_percent``."""
+    value: Any = settings
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def set_setting(settings: StudySettings, path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    target: Any = settings
+    for part in parents:
+        target = getattr(target, part)
+    setattr(target, last, value)
+
+
+def new_settings(requested: dict[str, Any]) -> StudySettings:
+    """Settings for a new study: the defaults, overridden by what was asked for."""
+    settings = StudySettings(space=requested["space"])
+    for path, value in requested.items():
+        set_setting(settings, path, value)
+    return settings
+
+
+def contradictions(stored: StudySettings, requested: dict[str, Any]) -> list[str]:
+    """What in ``requested`` contradicts the stored study, one readable line each."""
+    from bohb_runner.spaces import describe_space_difference
+
+    problems = []
+    for path, value in requested.items():
+        if path in CHANGEABLE_ON_RESUME:
+            continue
+        if path == "space":
+            difference = describe_space_difference(stored.space, value)
+            if difference:
+                problems.append(
+                    f"--space {requested.get('space_file', '')} differs from the study's space ({difference})"
+                )
+            continue
+        old = get_setting(stored, path)
+        same = old == value or (isinstance(old, float) and isinstance(value, (int, float)) and math.isclose(old, value))
+        if not same:
+            option = "--" + path.split(".")[-1].replace("_", "-")
+            problems.append(f"{option} {value} contradicts the study ({path} {old})")
+    return problems
 
 
 SETTINGS_FILE = "study.json"

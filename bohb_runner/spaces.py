@@ -244,6 +244,22 @@ def _json_default(value: Any) -> Any:
     return native
 
 
+def describe_space_difference(stored: Mapping[str, Any], requested: Mapping[str, Any]) -> str | None:
+    """None when two serialised spaces define the same search space, else what differs first."""
+    a, b = space_from_dict(stored), space_from_dict(requested)
+    if a == b:
+        return None
+    names_a, names_b = set(a), set(b)
+    if names_a != names_b:
+        added, removed = sorted(names_b - names_a), sorted(names_a - names_b)
+        parts = [f"adds {', '.join(added)}" if added else "", f"drops {', '.join(removed)}" if removed else ""]
+        return "; ".join(p for p in parts if p)
+    for name in sorted(names_a):
+        if a[name] != b[name]:
+            return f"hyperparameter {name!r}: {a[name]} vs {b[name]}"
+    return "conditions or forbidden clauses differ"
+
+
 def space_to_yaml(space: CS.ConfigurationSpace) -> str:
     """The space in ConfigSpace's YAML format, for writing a space file."""
     buffer = io.StringIO()

@@ -8,13 +8,17 @@ processes, shows progress, and shuts everything down however the run ends.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
+import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ConfigSpace as CS
 from hpbandster.core.result import json_result_logger
@@ -22,16 +26,32 @@ from hpbandster.core.result import json_result_logger
 from bohb_runner import compat
 from bohb_runner.discovery import NameserverAddress, remove_nameserver_address, write_nameserver_address
 from bohb_runner.errors import StudyError, UserError
-from bohb_runner.journal import CONFIGS_JOURNAL, RESULTS_JOURNAL, Evaluation, JournalWriter, read_evaluations
+from bohb_runner.export import export_hpbandster
+from bohb_runner.journal import (
+    CONFIGS_JOURNAL,
+    RESULTS_JOURNAL,
+    Evaluation,
+    JournalWriter,
+    read_evaluations,
+    read_sampled_configs,
+    repair_torn_tail,
+)
 from bohb_runner.local_workers import LocalWorkers, WorkerExit
 from bohb_runner.logs import add_console_handler, log_path, remove_console_handler, setup_file_logging
-from bohb_runner.master import StudyFailed
+from bohb_runner.master import StudyFailed, StudyHistory
 from bohb_runner.nameserver import StudyNameserver
 from bohb_runner.optimizers import build_optimizer
 from bohb_runner.progress import ProgressDisplay, ProgressLogHandler, ProgressTracker
 from bohb_runner.results import StudyResults
 from bohb_runner.schedule import Bracket, HyperbandSchedule
-from bohb_runner.settings import SETTINGS_FILE, StudySettings, read_settings, write_settings
+from bohb_runner.settings import (
+    SETTINGS_FILE,
+    StudySettings,
+    contradictions,
+    new_settings,
+    read_settings,
+    write_settings,
+)
 from bohb_runner.spaces import check_space_for_optimizer, check_space_for_worker, space_from_dict
 from bohb_runner.worker_loading import declared_hyperparameters, load_worker_class
 
@@ -71,6 +91,8 @@ def create_study(study_dir: Path, settings: StudySettings) -> StudySettings:
     study_dir = Path(study_dir)
     if (study_dir / SETTINGS_FILE).exists():
         raise StudyError(f"{study_dir} already holds a study; choose another --study-dir")
+    if study_dir.is_file():
+        raise StudyError(f"{study_dir} is a file, not a directory")
     settings.validate()
     space = study_space(settings)
     origin = settings.space_file or "the search space"
@@ -84,6 +106,54 @@ def create_study(study_dir: Path, settings: StudySettings) -> StudySettings:
     _make_study_dir(study_dir)
     write_settings(study_dir, settings)
     return settings
+
+
+def open_study(
+    study_dir: Path, requested: dict[str, Any], *, fresh: bool = False, overwrite: bool = False
+) -> tuple[StudySettings, bool]:
+    """The study to run: the existing one in ``study_dir`` (resumed), or a new one.
+
+    Resuming is the default, as with Optuna's and Ray Tune's ``resume``: running the same
+    command again continues the study. Options given again must agree with the stored study,
+    except ``iterations`` (which may grow) and ``job_timeout``. ``fresh`` refuses an existing
+    study unless ``overwrite`` also says to delete it. Returns (settings, resumed).
+    """
+    study_dir = Path(study_dir)
+    if (study_dir / SETTINGS_FILE).exists():
+        if fresh and not overwrite:
+            raise StudyError(
+                f"{study_dir} already holds a study; --fresh refuses to touch it (add --overwrite to delete it)"
+            )
+        if fresh:
+            remove_study(study_dir)
+        else:
+            return _resume_settings(study_dir, requested), True
+    if "space" not in requested:
+        raise UserError(f"--space is required to create a study ({study_dir} holds none)")
+    return create_study(study_dir, new_settings(requested)), False
+
+
+def _resume_settings(study_dir: Path, requested: dict[str, Any]) -> StudySettings:
+    stored = read_settings(study_dir)
+    problems = contradictions(stored, requested)
+    if problems:
+        raise StudyError(f"{study_dir}: cannot resume: {problems[0]}; use the study's settings or another --study-dir")
+    changed = False
+    if "iterations" in requested and requested["iterations"] != stored.iterations:
+        started = StudyResults.load(study_dir).iterations_seen
+        if requested["iterations"] < started:
+            raise StudyError(
+                f"{study_dir}: --iterations {requested['iterations']} is fewer than the {started} already started"
+            )
+        stored.iterations = requested["iterations"]
+        changed = True
+    if "job_timeout" in requested and requested["job_timeout"] != stored.job_timeout:
+        stored.job_timeout = requested["job_timeout"]
+        changed = True
+    if changed:
+        stored.validate()
+        write_settings(study_dir, stored)
+    return stored
 
 
 def _make_study_dir(study_dir: Path) -> None:
@@ -103,15 +173,100 @@ def remove_study(study_dir: Path) -> None:
         raise StudyError(f"{study_dir} is not empty and not a study; refusing to delete it")
 
 
+def read_history(study_dir: Path) -> StudyHistory:
+    """The study's journals, with torn last lines (from a crash) cut off first."""
+    for name in (RESULTS_JOURNAL, CONFIGS_JOURNAL):
+        repair_torn_tail(study_dir / name)
+    return StudyHistory(read_evaluations(study_dir), read_sampled_configs(study_dir))
+
+
+class ContinuedResultLogger(json_result_logger):
+    """hpbandster's live result logger, continuing files that already hold a study's history.
+
+    hpbandster's ``__init__`` truncates (or refuses) existing files, so this one only sets the
+    attributes its ``new_config`` and ``__call__`` use; writing is hpbandster's own code.
+    """
+
+    def __init__(self, directory: Path, known_config_ids: set[tuple[int, int, int]]) -> None:
+        self.config_fn = str(directory / "configs.json")
+        self.results_fn = str(directory / "results.json")
+        self.config_ids = set(known_config_ids)
+
+
+def continued_hpbandster_log(study_dir: Path, history: StudyHistory) -> ContinuedResultLogger:
+    """The live hpbandster files rewritten from the journal, and a logger appending to them."""
+    live = study_dir / HPBANDSTER_LIVE_DIR
+    export_hpbandster(StudyResults(study_dir, read_settings(study_dir), history.evaluations, history.sampled), live)
+    known = {s.config_id for s in history.sampled} | {e.config_id for e in history.evaluations}
+    return ContinuedResultLogger(live, known)
+
+
+class StopRequested(BaseException):
+    """SIGTERM (what SLURM sends before a time limit): stop handing out work and exit cleanly."""
+
+
+def _raise_on_sigterm() -> Any:
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise StopRequested()
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _restore_sigterm(previous: Any) -> None:
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)
+
+
+class StudyLock:
+    """One master per study: a second one would interleave its journal with the first's."""
+
+    def __init__(self, study_dir: Path) -> None:
+        self.path = study_dir / "master.lock"
+        self._fh: Any = None
+
+    def acquire(self) -> None:
+        self._fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._fh.seek(0)
+            owner = self._fh.read().strip() or "another process"
+            self._fh.close()
+            self._fh = None
+            raise StudyError(f"{self.path.parent}: a master is already running this study ({owner})") from None
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        self._fh.flush()
+
+    def release(self) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
 class _WorkerWatch:
-    """Reports local workers that die; when all of them are gone the study cannot go on."""
+    """Restarts local workers that were killed; when none is left the study cannot go on."""
+
+    MAX_RESTARTS = 3
 
     def __init__(self) -> None:
         self.master = None
         self.pool: LocalWorkers | None = None
+        self.restarts: dict[str, int] = {}
 
     def __call__(self, exit: WorkerExit) -> None:
         last = exit.last_log_line()
+        if exit.returncode < 0 and self.pool is not None and self.restarts.get(exit.name, 0) < self.MAX_RESTARTS:
+            self.restarts[exit.name] = self.restarts.get(exit.name, 0) + 1
+            signame = signal.Signals(-exit.returncode).name
+            logger.warning("local %s was killed (%s); starting it again (log: %s)", exit.name, signame, exit.log_file)
+            self.pool.restart(exit.name)
+            return
         logger.warning("local %s exited with code %d: %s (log: %s)", exit.name, exit.returncode, last, exit.log_file)
         if self.pool is not None and not self.pool.alive() and self.master is not None:
             self.master.report_fatal(
@@ -135,12 +290,14 @@ def run_master(study_dir: Path, options: RunOptions) -> StudyResults:
     setup_file_logging(log_path(study_dir, "master"))
     logger.info("study %s (run %s): %s", study_dir, settings.run_id, settings.optimizer)
     schedule = schedule_of(settings)
-    done_before = len(read_evaluations(study_dir))
-    if done_before:
-        raise StudyError(f"{study_dir} already has {done_before} finished evaluations; resuming is not supported yet")
+    lock = StudyLock(study_dir)
+    lock.acquire()
+    history = read_history(study_dir)
     tracker = ProgressTracker(
         settings.optimizer, settings.iterations, schedule.total_jobs(settings.optimizer, settings.iterations)
     )
+    for evaluation in history.evaluations:
+        tracker.evaluation_finished(evaluation)
     display = ProgressDisplay(tracker) if options.progress else None
     console = ProgressLogHandler(display) if display else None
     if console:
@@ -153,6 +310,7 @@ def run_master(study_dir: Path, options: RunOptions) -> StudyResults:
     results_journal = JournalWriter(study_dir / RESULTS_JOURNAL)
     configs_journal = JournalWriter(study_dir / CONFIGS_JOURNAL)
     completed = False
+    previous_sigterm = _raise_on_sigterm()
     try:
         host, port = nameserver.start()
         address = NameserverAddress(host, port, settings.run_id, socket.gethostname(), os.getpid(), time.time())
@@ -170,7 +328,9 @@ def run_master(study_dir: Path, options: RunOptions) -> StudyResults:
             ping_interval=options.ping_interval,
             observer=_Reporter(tracker),
             logger=logging.getLogger("bohb_runner.master"),
-            result_logger=json_result_logger(str(study_dir / HPBANDSTER_LIVE_DIR), overwrite=True),
+            result_logger=continued_hpbandster_log(study_dir, history),
+            history=history,
+            job_timeout=settings.job_timeout,
         )
         watch.master = master
         if options.workers > 0:
@@ -197,6 +357,8 @@ def run_master(study_dir: Path, options: RunOptions) -> StudyResults:
             remove_nameserver_address(study_dir, address)
         results_journal.close()
         configs_journal.close()
+        _restore_sigterm(previous_sigterm)
+        lock.release()
         logger.info("master stopped (%s)", "completed" if completed else "interrupted")
     return StudyResults.load(study_dir)
 
@@ -231,4 +393,13 @@ class _Reporter:
         self.tracker.workers_changed(count)
 
 
-__all__ = ["RunOptions", "create_study", "run_master", "remove_study", "StudyFailed", "UserError"]
+__all__ = [
+    "RunOptions",
+    "StopRequested",
+    "StudyFailed",
+    "UserError",
+    "create_study",
+    "open_study",
+    "remove_study",
+    "run_master",
+]

@@ -11,13 +11,18 @@ import logging
 import os
 import signal
 import socket
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+import Pyro4.errors
+from hpbandster.core.worker import Worker
+
 from bohb_runner import compat
-from bohb_runner.discovery import wait_for_nameserver_address
+from bohb_runner.discovery import NameserverAddress, wait_for_nameserver_address
 from bohb_runner.errors import StudyError
 from bohb_runner.settings import SETTINGS_FILE, StudySettings, read_settings
 from bohb_runner.worker_loading import load_worker_class
@@ -44,22 +49,60 @@ class _Terminated(BaseException):
 
 
 def run_worker(options: WorkerOptions) -> int:
-    """Serve the study until its master shuts this worker down; returns the exit code."""
+    """Serve the study until its master shuts this worker down; returns the exit code.
+
+    When the master disappears (killed, pre-empted, out of time), the worker waits up to
+    ``wait_for_master`` seconds for a master to resume the study, then serves that one: a
+    resumed study gets its workers back without restarting them.
+    """
     compat.install()
     signal.signal(signal.SIGTERM, _raise_terminated)
     settings = _wait_for_settings(options.study_dir, options.wait_for_master)
     spec = options.worker_spec or settings.worker
     cls = load_worker_class(spec)
-    address = wait_for_nameserver_address(options.study_dir, options.wait_for_master)
+    address = _wait_for_master(options, settings, previous=None)
+    name = options.name or f"{socket.gethostname()}-{os.getpid()}"
+    worker = _build_worker(cls, options, settings, address, name, spec)
+    try:
+        while True:
+            watchdog = HungJobWatchdog(worker, settings.job_timeout)
+            try:
+                if serve(worker, address, host=options.host):
+                    logger.info("worker %s shut down by the master", name)
+                    return 0
+            except (Pyro4.errors.NamingError, Pyro4.errors.CommunicationError) as exc:
+                logger.warning("cannot reach the master at %s:%d (%s)", address.host, address.port, exc)
+            finally:
+                watchdog.stop()
+            address = _wait_for_master(options, settings, previous=address)
+            settings = read_settings(options.study_dir)  # a resumed study may have a new --job-timeout
+    except _Terminated:
+        logger.info("worker %s terminated by SIGTERM", name)
+        return 143
+
+
+def _wait_for_master(
+    options: WorkerOptions, settings: StudySettings, previous: NameserverAddress | None
+) -> NameserverAddress:
+    """The address of a live master of this study, waiting up to ``wait_for_master`` seconds."""
+    if previous is not None:
+        logger.warning("waiting up to %g s for a master to resume the study", options.wait_for_master)
+    address = wait_for_nameserver_address(options.study_dir, options.wait_for_master, not_this=previous)
     if address is None:
+        what = "came back" if previous is not None else "published its address"
         raise StudyError(
-            f"{options.study_dir}: no master published its address within {options.wait_for_master:g} s"
+            f"{options.study_dir}: no master {what} within {options.wait_for_master:g} s"
             " (is the master running? see --wait-for-master)"
         )
     if address.run_id != settings.run_id:
         raise StudyError(f"{options.study_dir}: nameserver.json belongs to run {address.run_id}, not {settings.run_id}")
+    return address
+
+
+def _build_worker(
+    cls: type[Worker], options: WorkerOptions, settings: StudySettings, address: NameserverAddress, name: str, spec: str
+) -> Worker:
     context = settings.context(options.study_dir, device=options.device, threads=options.threads)
-    name = options.name or f"{socket.gethostname()}-{os.getpid()}"
     worker_kwargs = dict(
         run_id=settings.run_id,
         nameserver=address.host,
@@ -73,13 +116,37 @@ def run_worker(options: WorkerOptions) -> int:
     worker = from_study(context, **worker_kwargs) if callable(from_study) else cls(**worker_kwargs)
     logger.info("worker %s ready in %.1f s (%s)", name, time.monotonic() - started, spec)
     guard_compute(worker)
-    try:
-        serve(worker, address, host=options.host)
-    except _Terminated:
-        logger.info("worker %s terminated by SIGTERM", name)
-        return 143
-    logger.info("worker %s shut down by the master", name)
-    return 0
+    return worker
+
+
+class HungJobWatchdog:
+    """Restarts this worker process when a job outlives ``--job-timeout`` by a grace period.
+
+    The master has abandoned such a job already; but a thread cannot be stopped in Python, so
+    the only way to free the worker is a fresh process: ``exec`` of the same command, which keeps
+    the pid (and the worker's name), registers again and receives new work.
+    """
+
+    GRACE = 5.0
+
+    def __init__(self, worker: Worker, job_timeout: float | None) -> None:
+        self._stop = threading.Event()
+        if job_timeout:
+            thread = threading.Thread(
+                target=self._watch, args=(worker, job_timeout), name="hung-job-watch", daemon=True
+            )
+            thread.start()
+
+    def _watch(self, worker: Worker, job_timeout: float) -> None:
+        while not self._stop.wait(1.0):
+            started = getattr(worker, "job_started", None)
+            if started is not None and time.monotonic() - started > job_timeout + self.GRACE:
+                logger.error("a job has run for more than --job-timeout %g s; restarting this worker", job_timeout)
+                logging.shutdown()
+                os.execv(sys.executable, [sys.executable, "-m", "bohb_runner", *sys.argv[1:]])
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def _wait_for_settings(study_dir: Path, timeout: float) -> StudySettings:

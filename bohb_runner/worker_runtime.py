@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -44,21 +46,63 @@ def checked_result(result: Any) -> dict[str, Any]:
 
 
 def guard_compute(worker: Worker) -> None:
-    """Wrap the worker's ``compute`` so that every result passes :func:`checked_result`."""
+    """Wrap the worker's ``compute`` so that every result passes :func:`checked_result`, and
+    ``worker.job_started`` tells how long the current job has been running."""
     compute: Callable[..., Any] = worker.compute
+    worker.job_started = None
 
     @functools.wraps(compute)
     def guarded(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        return checked_result(compute(*args, **kwargs))
+        worker.job_started = time.monotonic()
+        try:
+            return checked_result(compute(*args, **kwargs))
+        finally:
+            worker.job_started = None
 
     worker.compute = guarded  # type: ignore[method-assign]
 
 
-def serve(worker: Worker, address: NameserverAddress, host: str = "127.0.0.1") -> None:
-    """Register ``worker`` with the study's nameserver and answer jobs until told to shut down."""
+class MasterWatch:
+    """Notices when the master (and the nameserver in its process) has gone away.
+
+    A worker has no other way to know: it only ever receives calls. Every ``interval`` seconds
+    it pings the nameserver; after ``misses`` failures in a row the master counts as lost.
+    """
+
+    def __init__(self, address: NameserverAddress, interval: float = 2.0, misses: int = 3) -> None:
+        self.address = address
+        self.interval = interval
+        self.misses = misses
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+
+    def watch(self, daemon: Pyro4.core.Daemon) -> None:
+        failures = 0
+        while not self._stop.wait(self.interval):
+            try:
+                with Pyro4.locateNS(host=self.address.host, port=self.address.port) as ns:
+                    ns._pyroTimeout = 5
+                    ns.ping()
+                failures = 0
+            except Pyro4.errors.PyroError:
+                failures += 1
+                if failures >= self.misses:
+                    logger.warning("the master at %s:%d is gone", self.address.host, self.address.port)
+                    self.lost.set()
+                    daemon.shutdown()
+                    return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def serve(worker: Worker, address: NameserverAddress, host: str = "127.0.0.1") -> bool:
+    """Register ``worker`` with the study's nameserver and answer jobs until the master shuts it
+    down (returns True) or the master disappears (returns False)."""
     worker.nameserver, worker.nameserver_port = address.host, address.port
     daemon = Pyro4.core.Daemon(host=host)
     worker.pyro_daemon = daemon
+    watch = MasterWatch(address)
     try:
         uri = daemon.register(worker, worker.worker_id)
         with Pyro4.locateNS(host=address.host, port=address.port) as ns:
@@ -67,10 +111,14 @@ def serve(worker: Worker, address: NameserverAddress, host: str = "127.0.0.1") -
         for name, dispatcher_uri in dispatchers.items():
             _announce(name, dispatcher_uri)
         logger.info("worker %s listening on %s", worker.worker_id, daemon.locationStr)
+        threading.Thread(target=watch.watch, args=(daemon,), name="master-watch", daemon=True).start()
         daemon.requestLoop()
     finally:
-        _unregister(worker.worker_id, address)
+        watch.stop()
+        if not watch.lost.is_set():
+            _unregister(worker.worker_id, address)
         daemon.close()
+    return not watch.lost.is_set()
 
 
 def _announce(name: str, uri: Any) -> None:

@@ -207,9 +207,16 @@ def test_best_on_a_directory_that_is_not_a_study(tmp_path):
     assert_one_line_error(run_cli("best", tmp_path / "nope"), "no such study directory")
 
 
-def test_an_existing_study_is_not_overwritten(tmp_path):
+def test_running_a_finished_study_again_changes_nothing_and_fresh_refuses(tmp_path):
     study = tmp_path / "study"
     assert quadratic_run(study).returncode == 0
     before = (study / "results.jsonl").read_bytes()
-    assert_one_line_error(quadratic_run(study), "already")
+    again = quadratic_run(study)
+    assert again.returncode == 0, again.stderr
+    assert "resuming" in again.stderr
     assert (study / "results.jsonl").read_bytes() == before
+    assert_one_line_error(quadratic_run(study, "--fresh"), "--fresh refuses to touch it")
+    assert (study / "results.jsonl").read_bytes() == before
+    fresh = quadratic_run(study, "--fresh", "--overwrite", "--seed", "5")
+    assert fresh.returncode == 0, fresh.stderr
+    assert (study / "results.jsonl").read_bytes() != before
