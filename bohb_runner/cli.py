@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -19,7 +20,7 @@ from bohb_runner.progress import format_budget, format_duration
 from bohb_runner.results import StudyResults
 from bohb_runner.settings import DEFAULT_WORKER, OPTIMIZERS, BOHBOptions, StudySettings, require_loopback
 from bohb_runner.spaces import load_space, space_to_dict
-from bohb_runner.study import RunOptions, open_study, run_master
+from bohb_runner.study import RunOptions, StopRequested, open_study, run_master
 
 logger = logging.getLogger(__name__)
 
@@ -37,19 +38,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bohb-runner: study failed: {exc}{where}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(_interrupted_message(args), file=sys.stderr)
+        print(_interrupted_message(args, "interrupted"), file=sys.stderr)
         return 130
+    except StopRequested:
+        print(_interrupted_message(args, "stopped by SIGTERM"), file=sys.stderr)
+        return 143
 
 
-def _interrupted_message(args: argparse.Namespace) -> str:
+def _interrupted_message(args: argparse.Namespace, what: str) -> str:
     study_dir = getattr(args, "study_dir", None)
     if not study_dir:
-        return "bohb-runner: interrupted"
+        return f"bohb-runner: {what}"
     try:
         count = len(StudyResults.load(study_dir).evaluations)
     except UserError:
-        return "bohb-runner: interrupted"
-    return f"bohb-runner: interrupted; {count} finished evaluations are kept in {Path(study_dir) / 'results.jsonl'}"
+        return f"bohb-runner: {what}"
+    return (
+        f"bohb-runner: {what}; {count} finished evaluations are kept in {Path(study_dir) / 'results.jsonl'};"
+        " run the same command again to resume"
+    )
 
 
 # -- parser ---------------------------------------------------------------------------------
@@ -64,16 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run a study: nameserver, master and local workers")
-    _add_study_options(run)
-    _add_master_options(run)
+    add_study_options(run)
+    add_master_options(run)
     run.add_argument("--workers", type=int, default=1, help="local worker processes to start (default: 1)")
     run.add_argument("--device", default="auto", help="device for local workers: auto, cpu, cuda, cuda:N, cuda:each")
     run.add_argument("--threads", type=int, default=1, help="CPU threads per local worker (default: 1)")
     run.set_defaults(handler=_cmd_run)
 
     master = commands.add_parser("master", help="run the nameserver and master only; start workers separately")
-    _add_study_options(master)
-    _add_master_options(master)
+    add_study_options(master)
+    add_master_options(master)
     master.set_defaults(handler=_cmd_master, workers=0, device="auto", threads=1)
 
     worker = commands.add_parser("worker", help="run one worker for a study (before or after its master)")
@@ -105,7 +112,22 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=FORMATS, default="hpbandster")
     export.add_argument("out", type=Path, metavar="OUT", help="output directory")
     export.set_defaults(handler=_cmd_export)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
     return parser
+
+
+# Commands that live in modules of their own, one concern each; every module has
+# ``register(commands)``, which adds its sub-parsers with a ``handler``. The shared study
+# options above (``add_study_options``, ``add_master_options``, ``requested_settings``) are
+# theirs to reuse.
+COMMAND_MODULES: tuple[str, ...] = (
+    "bohb_runner.status_command",
+    "bohb_runner.slurm.commands",
+    "bohb_runner.analysis.commands",
+    "bohb_runner.spaces_command",
+)
 
 
 # Study options: (flag, settings field, type, help). Their defaults are None so that a resumed
@@ -138,7 +160,7 @@ STUDY_OPTIONS: list[tuple[str, str, type, str]] = [
 ]
 
 
-def _add_study_options(parser: argparse.ArgumentParser) -> None:
+def add_study_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "study (given again on resume: must match the study, except --iterations and --job-timeout)"
     )
@@ -163,7 +185,7 @@ def requested_settings(args: argparse.Namespace) -> dict[str, Any]:
     return requested
 
 
-def _add_master_options(parser: argparse.ArgumentParser) -> None:
+def add_master_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("master")
     group.add_argument(
         "--host", default="127.0.0.1", help="address the nameserver and master listen on (default: loopback)"

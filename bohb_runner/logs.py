@@ -48,5 +48,13 @@ def add_console_handler(handler: logging.Handler) -> None:
     logging.getLogger("bohb_runner").addHandler(handler)
 
 
+def plain_console_handler(level: int = logging.WARNING) -> logging.Handler:
+    """Warnings as plain lines on stderr, for runs without the live progress line."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    return handler
+
+
 def remove_console_handler(handler: logging.Handler) -> None:
     logging.getLogger("bohb_runner").removeHandler(handler)

@@ -37,7 +37,13 @@ from bohb_runner.journal import (
     repair_torn_tail,
 )
 from bohb_runner.local_workers import LocalWorkers, WorkerExit
-from bohb_runner.logs import add_console_handler, log_path, remove_console_handler, setup_file_logging
+from bohb_runner.logs import (
+    add_console_handler,
+    log_path,
+    plain_console_handler,
+    remove_console_handler,
+    setup_file_logging,
+)
 from bohb_runner.master import StudyFailed, StudyHistory
 from bohb_runner.nameserver import StudyNameserver
 from bohb_runner.optimizers import build_optimizer
@@ -124,13 +130,21 @@ def open_study(
             raise StudyError(
                 f"{study_dir} already holds a study; --fresh refuses to touch it (add --overwrite to delete it)"
             )
-        if fresh:
-            remove_study(study_dir)
-        else:
-            return _resume_settings(study_dir, requested), True
+        lock = StudyLock(study_dir)
+        lock.acquire()  # held until this process's master stops
+        if not fresh:
+            try:
+                return _resume_settings(study_dir, requested), True
+            except BaseException:
+                lock.release()
+                raise
+        remove_study(study_dir)
+        lock.release()
     if "space" not in requested:
         raise UserError(f"--space is required to create a study ({study_dir} holds none)")
-    return create_study(study_dir, new_settings(requested)), False
+    settings = create_study(study_dir, new_settings(requested))
+    StudyLock(study_dir).acquire()
+    return settings, False
 
 
 def _resume_settings(study_dir: Path, requested: dict[str, Any]) -> StudySettings:
@@ -221,32 +235,50 @@ def _restore_sigterm(previous: Any) -> None:
 
 
 class StudyLock:
-    """One master per study: a second one would interleave its journal with the first's."""
+    """One master per study: a second one would interleave its journal with the first's.
+
+    An exclusive ``flock`` on ``master.lock``, taken before the study's settings are touched
+    and held until the master stops. Re-entrant within a process (``open_study`` takes it,
+    ``run_master`` takes it again), since two flocks of one process on one file conflict.
+    """
+
+    _held: dict[Path, tuple[Any, int]] = {}
+    _guard = threading.Lock()
 
     def __init__(self, study_dir: Path) -> None:
-        self.path = study_dir / "master.lock"
-        self._fh: Any = None
+        self.path = (Path(study_dir) / "master.lock").resolve()
 
     def acquire(self) -> None:
-        self._fh = open(self.path, "a+")
-        try:
-            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._fh.seek(0)
-            owner = self._fh.read().strip() or "another process"
-            self._fh.close()
-            self._fh = None
-            raise StudyError(f"{self.path.parent}: a master is already running this study ({owner})") from None
-        self._fh.seek(0)
-        self._fh.truncate()
-        self._fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        self._fh.flush()
+        with self._guard:
+            if self.path in self._held:
+                fh, count = self._held[self.path]
+                self._held[self.path] = (fh, count + 1)
+                return
+            fh = open(self.path, "a+")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                fh.seek(0)
+                owner = fh.read().strip() or "another process"
+                fh.close()
+                raise StudyError(f"{self.path.parent}: a master is already running this study ({owner})") from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            fh.flush()
+            self._held[self.path] = (fh, 1)
 
     def release(self) -> None:
-        if self._fh is not None:
-            fcntl.flock(self._fh, fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
+        with self._guard:
+            if self.path not in self._held:
+                return
+            fh, count = self._held[self.path]
+            if count > 1:
+                self._held[self.path] = (fh, count - 1)
+                return
+            del self._held[self.path]
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
 
 
 class _WorkerWatch:
@@ -292,16 +324,15 @@ def run_master(study_dir: Path, options: RunOptions) -> StudyResults:
     schedule = schedule_of(settings)
     lock = StudyLock(study_dir)
     lock.acquire()
-    history = read_history(study_dir)
     tracker = ProgressTracker(
         settings.optimizer, settings.iterations, schedule.total_jobs(settings.optimizer, settings.iterations)
     )
+    display = ProgressDisplay(tracker) if options.progress else None
+    console = ProgressLogHandler(display) if display else plain_console_handler()
+    add_console_handler(console)
+    history = read_history(study_dir)
     for evaluation in history.evaluations:
         tracker.evaluation_finished(evaluation)
-    display = ProgressDisplay(tracker) if options.progress else None
-    console = ProgressLogHandler(display) if display else None
-    if console:
-        add_console_handler(console)
     nameserver = StudyNameserver(host=options.host)
     address: NameserverAddress | None = None
     watch = _WorkerWatch()
@@ -346,8 +377,7 @@ def run_master(study_dir: Path, options: RunOptions) -> StudyResults:
     finally:
         if display:
             display.stop()
-        if console:
-            remove_console_handler(console)
+        remove_console_handler(console)
         if master is not None:
             master.shutdown(shutdown_workers=completed or pool is not None)
         if pool is not None:

@@ -48,3 +48,20 @@ class CrashingWorker(Worker):
 
     def __init__(self, *args, **kwargs):
         raise RuntimeError("CUDA driver not found (simulated)")
+
+
+class TimedQuadraticWorker(QuadraticWorker):
+    """Takes ``budget`` * 0.05 seconds: long enough to be interrupted between results."""
+
+    def compute(self, config_id, config, budget, working_directory, **kwargs):
+        time.sleep(0.05 * budget)
+        return super().compute(config_id, config, budget, working_directory)
+
+
+class HangingWorker(QuadraticWorker):
+    """Hangs (as a deadlocked data loader would) for x > 0.7; otherwise quick."""
+
+    def compute(self, config_id, config, budget, working_directory, **kwargs):
+        if config["x"] > 0.7:
+            time.sleep(3600)
+        return super().compute(config_id, config, budget, working_directory)

@@ -1,0 +1,1 @@
+"""Comparing optimizers and showing what a study learned: comparisons, reports, narrowed spaces."""

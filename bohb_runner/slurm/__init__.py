@@ -1,0 +1,1 @@
+"""Launching studies on SLURM clusters."""
