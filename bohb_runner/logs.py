@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 LOG_DIR = "logs"
@@ -58,3 +60,24 @@ def plain_console_handler(level: int = logging.WARNING) -> logging.Handler:
 
 def remove_console_handler(handler: logging.Handler) -> None:
     logging.getLogger("bohb_runner").removeHandler(handler)
+
+
+def log_uncaught_thread_exceptions(describe: Callable[[BaseException], str | None] | None = None) -> None:
+    """Send exceptions that escape a thread to the log file instead of the terminal.
+
+    hpbandster runs each job in a Pyro "oneway" thread of the worker and reports the result from
+    there; when the master has gone, that report fails and Python would print a traceback on the
+    worker's terminal, although nothing is wrong that a resumed master does not repair (it runs
+    the job again). ``describe`` turns a known exception into a one-line explanation.
+    """
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit or args.exc_value is None:
+            return
+        thread = args.thread.name if args.thread is not None else "?"
+        message = (describe(args.exc_value) if describe else None) or f"uncaught exception in thread {thread}"
+        logging.getLogger("bohb_runner.threads").error(
+            "%s", message, exc_info=(args.exc_type, args.exc_value, args.exc_traceback)
+        )
+
+    threading.excepthook = hook

@@ -65,3 +65,17 @@ class HangingWorker(QuadraticWorker):
         if config["x"] > 0.7:
             time.sleep(3600)
         return super().compute(config_id, config, budget, working_directory)
+
+
+class GatedQuadraticWorker(SlowQuadraticWorker):
+    """Holds every job until a file named ``gate`` exists beside the study's work directory.
+
+    Lets a test keep one worker busy while another one dies and comes back, so that what the
+    returning worker receives does not depend on how fast the machine is.
+    """
+
+    def compute(self, config_id, config, budget, working_directory, **kwargs):
+        gate = os.path.join(os.path.dirname(os.path.abspath(working_directory)), "gate")
+        while not os.path.exists(gate):
+            time.sleep(0.05)
+        return super().compute(config_id, config, budget, working_directory)
