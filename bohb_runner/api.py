@@ -30,6 +30,8 @@ def run_study(
     device: str = "auto",
     threads: int = 1,
     job_timeout: float | None = None,
+    grid_points: int = 3,
+    repeats: int = 1,
     fresh: bool = False,
     overwrite: bool = False,
     **bohb_options: Any,
@@ -55,6 +57,8 @@ def run_study(
         "data_dir": data_dir,
         "split": split,
         "job_timeout": job_timeout,
+        "grid_points": grid_points,
+        "repeats": repeats,
     }
     requested.update({f"bohb.{key}": value for key, value in bohb_options.items()})
     unknown = set(bohb_options) - set(vars(BOHBOptions()))

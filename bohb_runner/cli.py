@@ -15,10 +15,11 @@ from typing import Any
 from bohb_runner import __version__
 from bohb_runner.errors import UserError
 from bohb_runner.export import FORMATS, export_hpbandster
+from bohb_runner.journal import has_history
 from bohb_runner.master import StudyFailed
 from bohb_runner.progress import format_budget, format_duration
-from bohb_runner.results import StudyResults
-from bohb_runner.settings import DEFAULT_WORKER, OPTIMIZERS, BOHBOptions, StudySettings, require_loopback
+from bohb_runner.results import StudyResults, test_error_of
+from bohb_runner.settings import DEFAULT_WORKER, OPTIMIZERS, BOHBOptions, StudySettings
 from bohb_runner.spaces import load_space, space_to_dict
 from bohb_runner.study import RunOptions, StopRequested, open_study, run_master
 
@@ -73,7 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a study: nameserver, master and local workers")
     add_study_options(run)
     add_master_options(run)
-    run.add_argument("--workers", type=int, default=1, help="local worker processes to start (default: 1)")
+    run.add_argument("--workers", type=int, default=None, help="local worker processes to start (default: 1)")
+    run.add_argument(
+        "--workers-per-gpu",
+        type=int,
+        default=None,
+        metavar="K",
+        help="start K local workers on each visible GPU (K x GPUs in all) instead of --workers",
+    )
     run.add_argument("--device", default="auto", help="device for local workers: auto, cpu, cuda, cuda:N, cuda:each")
     run.add_argument("--threads", type=int, default=1, help="CPU threads per local worker (default: 1)")
     run.set_defaults(handler=_cmd_run)
@@ -89,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--name", default=None, help="worker name in logs (default: host-pid)")
     worker.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     worker.add_argument("--threads", type=int, default=1, help="CPU threads for training (default: 1)")
-    worker.add_argument("--host", default="127.0.0.1", help="address this worker listens on (default: loopback)")
+    add_listen_options(worker, "this worker listens on")
     worker.add_argument(
         "--wait-for-master", type=float, default=600.0, help="seconds to wait for a master to appear (default: 600)"
     )
@@ -147,6 +155,18 @@ STUDY_OPTIONS: list[tuple[str, str, type, str]] = [
     ("--data-dir", "data_dir", str, "directory of MNIST-format IDX files, for --dataset mnist"),
     ("--split", "split", str, "train,val,test fractions or counts (default: per dataset)"),
     (
+        "--grid-points",
+        "grid_points",
+        int,
+        f"grid: values per numeric hyperparameter (default: {_DEFAULTS.grid_points})",
+    ),
+    (
+        "--repeats",
+        "repeats",
+        int,
+        f"trainings per evaluation with different seeds; the loss is their mean (default: {_DEFAULTS.repeats})",
+    ),
+    (
         "--top-n-percent",
         "bohb.top_n_percent",
         int,
@@ -157,17 +177,37 @@ STUDY_OPTIONS: list[tuple[str, str, type, str]] = [
     ("--bandwidth-factor", "bohb.bandwidth_factor", float, f"BOHB: KDE widening (default: {_BOHB.bandwidth_factor:g})"),
     ("--min-bandwidth", "bohb.min_bandwidth", float, f"BOHB: KDE minimum bandwidth (default: {_BOHB.min_bandwidth:g})"),
     ("--min-points-in-model", "bohb.min_points_in_model", int, "BOHB: observations before a model (default: dim+1)"),
+    (
+        "--sampler",
+        "bohb.sampler",
+        str,
+        "BOHB: vectorized (same algorithm as hpbandster's, sub-millisecond) or hpbandster (default: vectorized)",
+    ),
+]
+
+# On/off study options: (flag, settings field, help); each also has its --no- form, and None
+# (neither given) keeps the study's value on resume.
+STUDY_FLAGS: list[tuple[str, str, str]] = [
+    (
+        "--continue",
+        "continue_training",
+        "continue a promoted configuration from its checkpoint on the smaller budget; "
+        "--no-continue trains every job from scratch (default: on; may change on resume)",
+    ),
+    ("--amp", "amp", "mixed precision (bfloat16, or float16 with loss scaling) on CUDA workers; ignored on CPU"),
 ]
 
 
 def add_study_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
-        "study (given again on resume: must match the study, except --iterations and --job-timeout)"
+        "study (given again on resume: must match the study, except --iterations, --job-timeout and --[no-]continue)"
     )
     group.add_argument("--space", type=Path, help="ConfigSpace YAML or JSON file (e.g. spaces/lenet.yaml)")
     group.add_argument("--study-dir", required=True, type=Path, help="directory for settings, journal and logs")
     for flag, field, kind, text in STUDY_OPTIONS:
         group.add_argument(flag, dest=field.replace(".", "__"), type=kind, default=None, help=text)
+    for flag, field, text in STUDY_FLAGS:
+        group.add_argument(flag, dest=field, action=argparse.BooleanOptionalAction, default=None, help=text)
     group.add_argument("--fresh", action="store_true", help="start a new study; refuse if --study-dir holds one")
     group.add_argument("--overwrite", action="store_true", help="with --fresh: delete the existing study first")
 
@@ -182,23 +222,54 @@ def requested_settings(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, field.replace(".", "__"))
         if value is not None:
             requested[field] = value
+    for _flag, field, _text in STUDY_FLAGS:
+        if getattr(args, field, None) is not None:
+            requested[field] = getattr(args, field)
     return requested
 
 
 def add_master_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("master")
-    group.add_argument(
-        "--host", default="127.0.0.1", help="address the nameserver and master listen on (default: loopback)"
-    )
+    add_listen_options(group, "the nameserver and master listen on")
     group.add_argument("--min-workers", type=int, default=1, help="workers to wait for before starting (default: 1)")
     group.add_argument("--ping-interval", type=float, default=10.0, help="seconds between worker liveness checks")
     group.add_argument("--no-progress", action="store_true", help="no live progress line")
+
+
+def add_listen_options(parser: argparse._ActionsContainer, who: str) -> None:
+    """``--host ADDR`` or ``--interface NAME`` (see :mod:`bohb_runner.network`); resolve them
+    with :func:`listen_address`."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--host", default=None, help=f"address {who} (default: 127.0.0.1, loopback)")
+    where.add_argument(
+        "--interface",
+        default=None,
+        metavar="NAME",
+        help=f"network interface {who}, e.g. ib0, eth0, lo, or auto (the address of this node's hostname)",
+    )
+
+
+def listen_address(args: argparse.Namespace) -> str:
+    """The address from ``--host``/``--interface``; says so when it is reachable from other hosts."""
+    from bohb_runner.network import describe_listening, is_loopback
+    from bohb_runner.network import listen_address as resolve
+
+    address = resolve(getattr(args, "host", None), getattr(args, "interface", None))
+    if not is_loopback(address):
+        print(f"bohb-runner: {describe_listening(address, getattr(args, 'interface', None))}", file=sys.stderr)
+    return address
 
 
 # -- commands -------------------------------------------------------------------------------
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.workers_per_gpu is not None:
+        from bohb_runner.local_workers import workers_for_gpus
+
+        args.workers = workers_for_gpus(args.workers_per_gpu, args.workers, args.device)
+    elif args.workers is None:
+        args.workers = 1
     if args.workers < 0:
         raise UserError(f"--workers must not be negative, got {args.workers}")
     if args.threads < 1:
@@ -211,11 +282,11 @@ def _cmd_master(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    require_loopback(args.host)
+    args.host = listen_address(args)
     if args.overwrite and not args.fresh:
         raise UserError("--overwrite only goes with --fresh")
     settings, resumed = open_study(args.study_dir, requested_settings(args), fresh=args.fresh, overwrite=args.overwrite)
-    print(describe_study(args.study_dir, settings, resumed), file=sys.stderr)
+    print(describe_study(args.study_dir, settings, resumed and has_history(args.study_dir)), file=sys.stderr)
     options = RunOptions(
         workers=args.workers,
         host=args.host,
@@ -224,6 +295,7 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         device=args.device,
         threads=args.threads,
+        workers_per_gpu=getattr(args, "workers_per_gpu", None),
     )
     started = time.monotonic()
     results = run_master(args.study_dir, options)
@@ -237,10 +309,20 @@ def describe_study(study_dir: Path, settings: StudySettings, resumed: bool = Fal
     schedule = schedule_of(settings)
     budgets = ", ".join(format_budget(b) for b in schedule.budgets)
     jobs = schedule.total_jobs(settings.optimizer, settings.iterations)
-    cost = schedule.total_cost(settings.optimizer, settings.iterations)
+    cost = schedule.total_cost(settings.optimizer, settings.iterations) * settings.repeats
+    iterations = schedule.planned_iterations(settings.optimizer, settings.iterations)
+    what = f"{settings.optimizer}, budgets {budgets} (eta {settings.eta:g}), {iterations} iterations"
+    if settings.optimizer == "grid":
+        what = (
+            f"grid of {schedule.grid_size} points ({settings.grid_points} per numeric hyperparameter) on budget "
+            f"{format_budget(settings.max_budget)}, {iterations} iterations"
+        )
+        if iterations < settings.iterations:
+            what += f" (the grid ends before the {settings.iterations} asked for)"
+    repeats = f" x {settings.repeats} repeats" if settings.repeats > 1 else ""
     line = (
-        f"{'resuming' if resumed else 'study'} {study_dir}: {settings.optimizer}, budgets {budgets} (eta {settings.eta:g}), "
-        f"{settings.iterations} iterations, {jobs} evaluations, {cost:g} epochs planned"
+        f"{'resuming' if resumed else 'study'} {study_dir}: {what}, "
+        f"{jobs} evaluations{repeats}, {cost:g} epochs planned"
     )
     data = settings.data or {}
     sizes = data.get("sizes")
@@ -255,8 +337,7 @@ def describe_results(results: StudyResults, elapsed: float | None = None) -> str
     if inc is None:
         lines.append("no successful evaluation yet")
     else:
-        info = inc.info if isinstance(inc.info, dict) else {}
-        test = info.get("test_error")
+        test = test_error_of(inc)
         test_text = f", test error {test:.4f}" if isinstance(test, (int, float)) else ""
         lines.append(
             f"incumbent {tuple(inc.config_id)} on budget {format_budget(inc.budget)}: "
@@ -271,7 +352,29 @@ def describe_results(results: StudyResults, elapsed: float | None = None) -> str
     if elapsed is not None:
         summary += f" in {format_duration(elapsed)}"
     lines.append(summary + f"; journal: {results.study_dir / 'results.jsonl'}")
+    saved = epochs_saved_by_iteration(results)
+    if saved:
+        per_iteration = ", ".join(f"{iteration}: {epochs:g}" for iteration, epochs in sorted(saved.items()))
+        lines.append(f"continued training saved {sum(saved.values()):g} epochs (per iteration {per_iteration})")
     return "\n".join(lines)
+
+
+def epochs_saved_by_iteration(results: StudyResults) -> dict[int, float]:
+    """Epochs not trained thanks to continued training, per Hyperband iteration.
+
+    Workers that continue from checkpoints report ``epochs_trained`` (and ``resumed_from``) in
+    ``info``; the budget minus what was trained is what continuing saved. Empty when no
+    evaluation continued.
+    """
+    saved: dict[int, float] = {}
+    for evaluation in results.evaluations:
+        info = evaluation.info if isinstance(evaluation.info, dict) else {}
+        trained = info.get("epochs_trained")
+        if not info.get("resumed_from") or not isinstance(trained, (int, float)):  # 0 or absent: from scratch
+            continue
+        iteration = int(evaluation.config_id[0])
+        saved[iteration] = saved.get(iteration, 0.0) + round(evaluation.budget - trained, 9)
+    return saved
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
@@ -280,7 +383,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from bohb_runner.worker_process import WorkerOptions, run_worker
 
     die_with_parent()
-    require_loopback(args.host)
+    args.host = listen_address(args)
     if args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
     if not args.study_dir.exists() and not args.study_dir.parent.exists():

@@ -27,6 +27,8 @@ import numpy as np
 import Pyro4
 import serpent
 
+from bohb_runner.auth import install_wire_hooks
+
 _installed = False
 
 
@@ -107,6 +109,7 @@ def configure_pyro(host: str = "127.0.0.1") -> None:
     workers holding connections to the dispatcher cannot starve it.
     """
     install_serpent_numpy_support()
+    install_wire_hooks()  # proxies never carry the study's key over the wire
     Pyro4.config.SERIALIZER = "serpent"
     Pyro4.config.SERIALIZERS_ACCEPTED = {"serpent"}
     Pyro4.config.HOST = host

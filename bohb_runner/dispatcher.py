@@ -12,6 +12,9 @@ the result callback with versions that
 * remove dead workers from the pool and the nameserver,
 * report anything unexpected to the master through ``on_fatal``, which stops the study with
   an error on the terminal and the traceback in the log.
+
+Every daemon and proxy it makes, hpbandster's proxies to workers included, carries the study's
+key (:mod:`bohb_runner.auth`): the dispatcher talks only to holders of the study's secret.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import Pyro4.errors
 from hpbandster.core.dispatcher import Dispatcher, Job
 from hpbandster.core.dispatcher import Worker as WorkerHandle
 
+from bohb_runner import auth
 from bohb_runner.compat import to_native
 
 logger = logging.getLogger(__name__)
@@ -70,9 +74,11 @@ class StudyDispatcher(Dispatcher):
         *,
         on_fatal: FatalHandler,
         job_timeout: float | None = None,
+        hmac_key: bytes | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(new_result_callback, logger=kwargs.pop("logger", logger), **kwargs)
+        self.hmac_key = hmac_key  # None: this process's study key
         self.waiting_jobs = JobQueue()
         self.job_timeout = job_timeout
         self._lost_counts: dict[Any, int] = {}
@@ -87,8 +93,8 @@ class StudyDispatcher(Dispatcher):
     def run(self) -> None:
         """Serve Pyro requests until shutdown; runs in the master's dispatcher thread."""
         try:
-            self.pyro_daemon = Pyro4.core.Daemon(host=self.host)
-            with Pyro4.locateNS(host=self.nameserver, port=self.nameserver_port) as ns:
+            self.pyro_daemon = auth.daemon(self.host, self.hmac_key)
+            with self._nameserver() as ns:
                 uri = self.pyro_daemon.register(self, self.pyro_id)
                 ns.register(self.pyro_id, uri)
             self.logger.info("dispatcher listening on %s", self.pyro_daemon.locationStr)
@@ -121,8 +127,7 @@ class StudyDispatcher(Dispatcher):
             workers = list(self.worker_pool.values())
         for worker in workers:
             try:
-                with Pyro4.Proxy(worker.proxy._pyroUri) as proxy:
-                    proxy._pyroTimeout = 5
+                with auth.proxy(worker.proxy._pyroUri, self.hmac_key, timeout=5) as proxy:
                     proxy.shutdown()
             except Exception as exc:
                 self.logger.info("could not shut down worker %s: %s", worker.name, exc)
@@ -137,10 +142,13 @@ class StudyDispatcher(Dispatcher):
 
     def _unregister(self) -> None:
         try:
-            with Pyro4.locateNS(host=self.nameserver, port=self.nameserver_port) as ns:
+            with self._nameserver(timeout=5) as ns:
                 ns.remove(self.pyro_id)
         except Exception as exc:  # the nameserver may already be down at the end of a study
             self.logger.debug("could not unregister the dispatcher: %s", exc)
+
+    def _nameserver(self, timeout: float | None = None) -> Pyro4.core.Proxy:
+        return auth.locate_nameserver(self.nameserver, self.nameserver_port, self.hmac_key, timeout=timeout)
 
     def _fail(self, where: str, details: str) -> None:
         self.logger.error("%s failed:\n%s", where, details)
@@ -165,7 +173,7 @@ class StudyDispatcher(Dispatcher):
 
     def _discover_once(self) -> None:
         """One discovery round; called without the lock, takes it only to update the pool."""
-        with Pyro4.locateNS(host=self.nameserver, port=self.nameserver_port) as ns:
+        with self._nameserver() as ns:
             registered = ns.list(prefix=self._worker_prefix)
         with self.discover_cond:
             known = dict(self.worker_pool)
@@ -174,14 +182,16 @@ class StudyDispatcher(Dispatcher):
             name
             for name, handle in known.items()
             if registered.get(name, str(handle.proxy._pyroUri)) != str(handle.proxy._pyroUri)
-            or _probe_worker(handle.proxy._pyroUri) is None
+            or _probe_worker(handle.proxy._pyroUri, self.hmac_key) is None
         ]
         found: dict[str, tuple[WorkerHandle, bool]] = {}
         for name, uri in registered.items():
             if name not in known or name in dead:
-                busy = _probe_worker(uri)
+                busy = _probe_worker(uri, self.hmac_key)
                 if busy is not None:
-                    found[name] = (WorkerHandle(name, uri), busy)
+                    handle = WorkerHandle(name, uri)
+                    auth.sign(handle.proxy, self.hmac_key)
+                    found[name] = (handle, busy)
         if dead:
             self._forget_dead_workers({n: str(known[n].proxy._pyroUri) for n in dead if n not in found}, registered)
         lost_jobs: list[Job] = []
@@ -212,7 +222,7 @@ class StudyDispatcher(Dispatcher):
     def _forget_dead_workers(self, dead: dict[str, str], registered: dict[str, str]) -> None:
         """Remove dead workers' entries from the nameserver (only the entries of the dead)."""
         try:
-            with Pyro4.locateNS(host=self.nameserver, port=self.nameserver_port) as ns:
+            with self._nameserver(timeout=5) as ns:
                 for name, uri in dead.items():
                     if registered.get(name) == uri:
                         ns.remove(name)
@@ -366,11 +376,11 @@ class StudyDispatcher(Dispatcher):
             self._fail("the master's result handling", traceback.format_exc())
 
 
-def _probe_worker(uri: Any) -> bool | None:
-    """None if the worker at ``uri`` cannot be reached, else whether it says it is busy."""
+def _probe_worker(uri: Any, hmac_key: bytes | None = None) -> bool | None:
+    """None if the worker at ``uri`` cannot be reached (or refuses the study's key), else whether
+    it says it is busy."""
     try:
-        with Pyro4.Proxy(uri) as proxy:
-            proxy._pyroTimeout = 10
+        with auth.proxy(uri, hmac_key, timeout=10) as proxy:
             return bool(proxy.is_busy())
     except Pyro4.errors.CommunicationError:
         return None

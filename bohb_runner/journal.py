@@ -220,6 +220,15 @@ def _read_typed(path: Path, parse: Callable[[dict[str, Any]], T], what: str) -> 
     return items
 
 
+def has_history(study_dir: Path) -> bool:
+    """Whether the study has sampled or evaluated anything yet (a study created beforehand, by
+    ``slurm submit`` for example, and started for the first time has not)."""
+    return any(
+        (Path(study_dir) / name).exists() and (Path(study_dir) / name).stat().st_size > 0
+        for name in (RESULTS_JOURNAL, CONFIGS_JOURNAL)
+    )
+
+
 def read_evaluations(study_dir: Path) -> list[Evaluation]:
     """All finished evaluations of a study, in the order the master received them."""
     return _read_typed(Path(study_dir) / RESULTS_JOURNAL, Evaluation.from_json, "evaluation")

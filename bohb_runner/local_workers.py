@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bohb_runner.errors import UserError
 from bohb_runner.logs import log_path
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class LocalWorkers:
         *,
         device: str = "auto",
         threads: int = 1,
+        workers_per_gpu: int | None = None,
         worker_spec: str | None = None,
         on_exit: Callable[[WorkerExit], None] | None = None,
     ) -> None:
@@ -56,6 +58,7 @@ class LocalWorkers:
         self.count = count
         self.device = device
         self.threads = threads
+        self.workers_per_gpu = workers_per_gpu
         self.worker_spec = worker_spec
         self.on_exit = on_exit
         self.processes: dict[str, subprocess.Popen] = {}
@@ -78,7 +81,7 @@ class LocalWorkers:
             "--study-dir", str(self.study_dir),
             "--name", name,
             "--log-file", str(log_file),
-            "--device", _device_for(self.device, index),
+            "--device", _device_for(self.device, index, self.workers_per_gpu),
             "--threads", str(self.threads),
             "--wait-for-master", "120",
         ]  # fmt: skip
@@ -146,17 +149,51 @@ def _signal_group(process: subprocess.Popen, sig: signal.Signals) -> None:
         pass
 
 
-def _device_for(device: str, index: int) -> str:
-    """``cuda:each`` spreads local workers over the visible GPUs; anything else is passed on."""
+def _device_for(device: str, index: int, workers_per_gpu: int | None = None) -> str:
+    """``cuda:each`` spreads local workers over the visible GPUs; anything else is passed on.
+
+    With ``workers_per_gpu`` K, workers 0..K-1 share GPU 0, K..2K-1 GPU 1, and so on, so that
+    several small jobs keep one GPU's SMs busy.
+    """
+    if workers_per_gpu is not None:
+        count = visible_gpus()
+        return f"cuda:{(index // workers_per_gpu) % count}" if count else "cpu"
     if device != "cuda:each":
         return device
+    count = visible_gpus()
+    return f"cuda:{index % count}" if count else "cpu"
+
+
+def visible_gpus() -> int:
+    """CUDA devices this process sees (``CUDA_VISIBLE_DEVICES`` applies); 0 without CUDA."""
     try:
         import torch
 
-        count = torch.cuda.device_count()
+        return torch.cuda.device_count()
     except Exception:
-        count = 0
-    return f"cuda:{index % count}" if count else "cpu"
+        return 0
+
+
+def workers_for_gpus(workers_per_gpu: int, workers: int | None, device: str) -> int:
+    """How many local workers ``--workers-per-gpu K`` starts: K on each visible GPU.
+
+    Refused with one line where it cannot mean anything: on a machine without a GPU (CPU
+    workers are counted with ``--workers``, one thread each by default), with ``--workers``
+    as well, or with a ``--device`` that names something else.
+    """
+    if workers_per_gpu < 1:
+        raise UserError(f"--workers-per-gpu must be at least 1, got {workers_per_gpu}")
+    if workers is not None:
+        raise UserError("--workers-per-gpu K starts K workers per GPU; give it or --workers, not both")
+    if device not in ("auto", "cuda", "cuda:each"):
+        raise UserError(f"--workers-per-gpu spreads workers over all visible GPUs; it does not go with --device {device}")
+    count = visible_gpus()
+    if count == 0:
+        raise UserError(
+            "--workers-per-gpu: no CUDA GPU is visible on this machine; on CPUs use --workers N "
+            "(each worker trains with --threads threads, 1 by default)"
+        )
+    return workers_per_gpu * count
 
 
 def die_with_parent() -> None:

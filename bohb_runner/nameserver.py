@@ -7,6 +7,8 @@ import threading
 
 import Pyro4.naming
 
+from bohb_runner import auth
+
 logger = logging.getLogger(__name__)
 
 
@@ -14,24 +16,31 @@ class StudyNameserver:
     """A Pyro4 nameserver on ``host`` (loopback by default), without UDP broadcast.
 
     hpbandster's ``NameServer`` also answers broadcast lookups on the network; a study never
-    needs them (workers read the address from the study directory), so none is opened.
+    needs them (workers read the address from the study directory), so none is opened. It
+    accepts only clients holding the study's key (``hmac_key``, default: this process's key,
+    see :mod:`bohb_runner.auth`).
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, hmac_key: bytes | None = None) -> None:
         self.host = host
         self.port = port
+        self.hmac_key = hmac_key
         self._daemon: Pyro4.naming.NameServerDaemon | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> tuple[str, int]:
-        _uri, daemon, broadcast = Pyro4.naming.startNS(host=self.host, port=self.port, enableBroadcast=False)
-        assert broadcast is None
+        _uri, daemon = auth.start_nameserver(self.host, self.port, self.hmac_key)
         self._daemon = daemon
         host, port = daemon.locationStr.rsplit(":", 1)
         self.host, self.port = host.strip("[]"), int(port)
         self._thread = threading.Thread(target=daemon.requestLoop, name="pyro-nameserver", daemon=True)
         self._thread.start()
-        logger.info("nameserver listening on %s:%d", self.host, self.port)
+        logger.info(
+            "nameserver listening on %s:%d (%s)",
+            self.host,
+            self.port,
+            "clients must hold the study's secret" if daemon._pyroHmacKey else "no key: loopback only",
+        )
         return self.host, self.port
 
     def shutdown(self) -> None:

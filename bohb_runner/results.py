@@ -27,6 +27,16 @@ def incumbent_of(evaluations: list[Evaluation]) -> Evaluation | None:
     return min((e for e in ok if e.budget == largest), key=lambda e: (e.loss, e.config_id))
 
 
+def test_error_of(evaluation: Evaluation) -> Any:
+    """The evaluation's test error: with ``--repeats``, the mean over the repeats (as its loss is),
+    not the first repeat's."""
+    info = evaluation.info if isinstance(evaluation.info, dict) else {}
+    means = info.get("repeat_means")
+    if isinstance(means, dict) and "test_error" in means:
+        return means["test_error"]
+    return info.get("test_error")
+
+
 @dataclass
 class StudyResults:
     """A study directory's settings and journals, read once."""
@@ -52,8 +62,9 @@ class StudyResults:
 
     @property
     def budget_used(self) -> float:
-        """Total budget (epochs) of all finished evaluations, failed ones included."""
-        return sum(e.budget for e in self.evaluations)
+        """Total budget (epochs) of all finished evaluations, failed ones included; with
+        ``--repeats R`` every evaluation counts R times its budget (it trained R times)."""
+        return sum(e.budget for e in self.evaluations) * max(1, self.settings.repeats)
 
     @property
     def iterations_seen(self) -> int:
@@ -72,13 +83,12 @@ class StudyResults:
             "incumbent": None,
         }
         if inc is not None:
-            info = inc.info if isinstance(inc.info, dict) else {}
             summary["incumbent"] = {
                 "config_id": list(inc.config_id),
                 "config": inc.config,
                 "budget": inc.budget,
                 "loss": inc.loss,
-                "test_error": info.get("test_error"),
+                "test_error": test_error_of(inc),
                 "info": inc.info,
             }
         return summary

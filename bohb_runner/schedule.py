@@ -38,6 +38,8 @@ class HyperbandSchedule:
     min_budget: float
     max_budget: float
     eta: float
+    # grid search only: the number of grid points, after which the study ends (None: unlimited)
+    grid_size: int | None = None
 
     @property
     def max_sh_iter(self) -> int:
@@ -67,13 +69,44 @@ class HyperbandSchedule:
         n = max(1, round(cost / self.max_budget))
         return Bracket(iteration, (n,), (native_budget(self.max_budget),))
 
+    def grid_start(self, iteration: int) -> int:
+        """Index of the first grid point that grid search's iteration ``iteration`` evaluates."""
+        return sum(self.randomsearch_bracket(i).jobs for i in range(iteration))
+
+    def grid_bracket(self, iteration: int) -> Bracket:
+        """Grid search: the next grid points on the maximum budget, as many as random search's
+        iteration evaluates (so equal ``--iterations`` is equal budget), fewer when the grid ends."""
+        bracket = self.randomsearch_bracket(iteration)
+        if self.grid_size is None:
+            return bracket
+        left = self.grid_size - self.grid_start(iteration)
+        if left <= 0:
+            raise ValueError(
+                f"grid search has no iteration {iteration}: all {self.grid_size} points are planned before it"
+            )
+        return Bracket(iteration, (min(left, bracket.jobs),), bracket.budgets)
+
+    def planned_iterations(self, optimizer: str, iterations: int) -> int:
+        """The iterations a study of ``iterations`` runs: all of them, except that grid search
+        stops once every grid point is evaluated."""
+        if optimizer != "grid" or self.grid_size is None:
+            return iterations
+        planned = 0
+        while planned < iterations and self.grid_start(planned) < self.grid_size:
+            planned += 1
+        return planned
+
     def bracket(self, optimizer: str, iteration: int) -> Bracket:
         if optimizer == "randomsearch":
             return self.randomsearch_bracket(iteration)
+        if optimizer == "grid":
+            return self.grid_bracket(iteration)
         return self.hyperband_bracket(iteration)
 
     def total_cost(self, optimizer: str, iterations: int) -> float:
+        iterations = self.planned_iterations(optimizer, iterations)
         return sum(self.bracket(optimizer, i).cost for i in range(iterations))
 
     def total_jobs(self, optimizer: str, iterations: int) -> int:
+        iterations = self.planned_iterations(optimizer, iterations)
         return sum(self.bracket(optimizer, i).jobs for i in range(iterations))

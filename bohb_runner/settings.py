@@ -21,9 +21,12 @@ from typing import Any
 from bohb_runner.errors import StudyError, UserError
 from bohb_runner.worker_api import StudyContext
 
-OPTIMIZERS = ("bohb", "hyperband", "randomsearch")
+OPTIMIZERS = ("bohb", "hyperband", "randomsearch", "grid")
 DEFAULT_WORKER = "workers.lenet:LeNetWorker"
 FORMAT_VERSION = 1
+
+
+BOHB_SAMPLERS = ("vectorized", "hpbandster")
 
 
 @dataclass
@@ -36,6 +39,8 @@ class BOHBOptions:
     bandwidth_factor: float = 3.0
     min_bandwidth: float = 1e-3
     min_points_in_model: int | None = None
+    # vectorized: bohb_runner.kde_sampler (same algorithm, sub-millisecond); hpbandster: its own
+    sampler: str = "vectorized"
 
     def validate(self) -> None:
         if not 1 <= self.top_n_percent <= 99:
@@ -48,6 +53,8 @@ class BOHBOptions:
             raise UserError(f"--bandwidth-factor must be positive, got {self.bandwidth_factor}")
         if self.min_bandwidth <= 0:
             raise UserError(f"--min-bandwidth must be positive, got {self.min_bandwidth}")
+        if self.sampler not in BOHB_SAMPLERS:
+            raise UserError(f"--sampler must be one of {', '.join(BOHB_SAMPLERS)}, got {self.sampler!r}")
 
 
 @dataclass
@@ -68,6 +75,14 @@ class StudySettings:
     data_dir: str | None = None
     split: str | None = None
     bohb: BOHBOptions = field(default_factory=BOHBOptions)
+    # workers continue a promoted configuration from its checkpoint on the smaller budget
+    continue_training: bool = True
+    # mixed precision on CUDA workers (ignored on CPU)
+    amp: bool = False
+    # grid search: values per numeric hyperparameter (see bohb_runner.grid)
+    grid_points: int = 3
+    # trainings per evaluation, with different seeds; the loss is their mean (bohb_runner.repeats)
+    repeats: int = 1
     run_id: str = ""
     created: float = 0.0
     versions: dict[str, str] = field(default_factory=dict)
@@ -99,6 +114,10 @@ class StudySettings:
         if ":" not in self.worker:
             raise UserError(f"--worker must look like module:Class, got {self.worker!r}")
         self.bohb.validate()
+        if isinstance(self.grid_points, bool) or not isinstance(self.grid_points, int) or self.grid_points < 2:
+            raise UserError(f"--grid-points must be an integer of at least 2, got {self.grid_points!r}")
+        if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
+            raise UserError(f"--repeats must be an integer of at least 1, got {self.repeats!r}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,13 +133,16 @@ class StudySettings:
             device=device,
             threads=threads,
             data_record=self.data,
+            extra={"max_budget": self.max_budget, "continue_training": self.continue_training, "amp": self.amp},
         )
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StudySettings:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        values["bohb"] = BOHBOptions(**values.get("bohb", {}))
+        bohb = dict(values.get("bohb", {}))
+        bohb.setdefault("sampler", "hpbandster")  # studies from before --sampler used hpbandster's
+        values["bohb"] = BOHBOptions(**bohb)
         return cls(**values)
 
     def stamp(self) -> None:
@@ -145,7 +167,7 @@ def installed_versions() -> dict[str, str]:
 
 # Settings a resumed study may change: how long it runs and how long a job may take.
 # Everything else defines the study; a different value would mix two studies in one journal.
-CHANGEABLE_ON_RESUME = ("iterations", "job_timeout", "space_file")
+CHANGEABLE_ON_RESUME = ("iterations", "job_timeout", "space_file", "continue_training")
 
 
 def get_setting(settings: StudySettings, path: str) -> Any:
@@ -230,17 +252,5 @@ def read_settings(study_dir: Path) -> StudySettings:
         raise StudyError(f"{path}: malformed settings ({exc})") from None
 
 
-LOOPBACK_HOSTS = ("localhost", "::1")
-
-
-def require_loopback(host: str) -> str:
-    """Refuse to listen beyond loopback while daemons are not authenticated.
-
-    A Pyro4 daemon reachable from other hosts would accept jobs and results from anyone who can
-    reach the port; until every daemon checks the study's secret, only loopback is allowed.
-    """
-    if host in LOOPBACK_HOSTS or host.startswith("127."):
-        return host
-    raise UserError(
-        f"--host {host}: daemons listen on loopback only for now (unauthenticated Pyro4 must not be reachable from other hosts)"
-    )
+# Which address daemons listen on (loopback unless --host or --interface says otherwise) is
+# decided in bohb_runner.network; every daemon requires the study's secret (bohb_runner.auth).

@@ -8,6 +8,7 @@ processes, shows progress, and shuts everything down however the run ends.
 
 from __future__ import annotations
 
+import _thread
 import fcntl
 import logging
 import os
@@ -23,7 +24,7 @@ from typing import Any
 import ConfigSpace as CS
 from hpbandster.core.result import json_result_logger
 
-from bohb_runner import compat
+from bohb_runner import auth, compat
 from bohb_runner.discovery import NameserverAddress, remove_nameserver_address, write_nameserver_address
 from bohb_runner.errors import StudyError, UserError
 from bohb_runner.export import export_hpbandster
@@ -59,6 +60,7 @@ from bohb_runner.settings import (
     write_settings,
 )
 from bohb_runner.spaces import check_space_for_optimizer, check_space_for_worker, space_from_dict
+from bohb_runner.status_snapshot import StatusPublisher
 from bohb_runner.worker_loading import declared_hyperparameters, load_worker_class
 
 logger = logging.getLogger(__name__)
@@ -79,10 +81,19 @@ class RunOptions:
     progress: bool = True
     device: str = "auto"
     threads: int = 1
+    workers_per_gpu: int | None = None  # K workers on each visible GPU (bohb_runner.local_workers)
+    # wall-clock seconds after which the master stops as on SIGTERM (``compare --time-limit``);
+    # run_master then returns normally, with every finished evaluation journalled
+    time_limit: float | None = None
 
 
 def schedule_of(settings: StudySettings) -> HyperbandSchedule:
-    return HyperbandSchedule(settings.min_budget, settings.max_budget, settings.eta)
+    grid_size = None
+    if settings.optimizer == "grid":  # the grid's end is the study's end (bohb_runner.grid)
+        from bohb_runner.grid import cached_grid_size
+
+        grid_size = cached_grid_size(settings.space, settings.grid_points)
+    return HyperbandSchedule(settings.min_budget, settings.max_budget, settings.eta, grid_size)
 
 
 def study_space(settings: StudySettings) -> CS.ConfigurationSpace:
@@ -105,11 +116,20 @@ def create_study(study_dir: Path, settings: StudySettings) -> StudySettings:
     check_space_for_optimizer(space, settings.optimizer, origin)
     cls = load_worker_class(settings.worker)
     check_space_for_worker(space, declared_hyperparameters(cls), origin, settings.worker)
+    if settings.optimizer == "grid":
+        from bohb_runner.grid import check_grid
+
+        check_grid(space, settings.grid_points, origin)
+    if settings.repeats > 1:
+        from bohb_runner.repeats import check_worker_supports_repeats
+
+        check_worker_supports_repeats(cls, settings.worker)
     settings.stamp()
     prepare = getattr(cls, "prepare_study", None)
     if callable(prepare):
         settings.data = prepare(settings.context(study_dir))
     _make_study_dir(study_dir)
+    auth.create_secret(study_dir)  # before study.json: whoever sees the study finds its secret
     write_settings(study_dir, settings)
     return settings
 
@@ -163,6 +183,9 @@ def _resume_settings(study_dir: Path, requested: dict[str, Any]) -> StudySetting
         changed = True
     if "job_timeout" in requested and requested["job_timeout"] != stored.job_timeout:
         stored.job_timeout = requested["job_timeout"]
+        changed = True
+    if "continue_training" in requested and requested["continue_training"] != stored.continue_training:
+        stored.continue_training = requested["continue_training"]  # workers re-read it before each job
         changed = True
     if changed:
         stored.validate()
@@ -232,6 +255,46 @@ def _raise_on_sigterm() -> Any:
 def _restore_sigterm(previous: Any) -> None:
     if previous is not None and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, previous)
+
+
+class _TimeLimit:
+    """Stops the master ``seconds`` after run_master was called, exactly as SIGTERM does.
+
+    The timer thread raises SIGTERM's handler in the main thread (``_thread.interrupt_main``),
+    so the stop takes the path a SLURM time limit takes, which the resume tests cover. Start-up
+    (nameserver, worker processes) counts: it is part of what a run costs.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.created = time.monotonic()
+        self.expired = False
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        if self.seconds is None:
+            return
+        if threading.current_thread() is not threading.main_thread():
+            raise UserError("a time limit needs the study to run in the main thread")
+        left = self.seconds - (time.monotonic() - self.created)
+        self._timer = threading.Timer(max(0.0, left), self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._timer is None:
+                return
+            self.expired = True
+            self._timer = None
+        _thread.interrupt_main(signal.SIGTERM)
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
 
 class StudyLock:
@@ -319,13 +382,16 @@ def run_master(study_dir: Path, options: RunOptions) -> StudyResults:
     settings = read_settings(study_dir)
     compat.install()
     compat.configure_pyro(options.host)
+    auth.use_key(auth.ensure_secret(study_dir))  # every daemon and proxy of this study uses it
     setup_file_logging(log_path(study_dir, "master"))
     logger.info("study %s (run %s): %s", study_dir, settings.run_id, settings.optimizer)
     schedule = schedule_of(settings)
     lock = StudyLock(study_dir)
     lock.acquire()
     tracker = ProgressTracker(
-        settings.optimizer, settings.iterations, schedule.total_jobs(settings.optimizer, settings.iterations)
+        settings.optimizer,
+        schedule.planned_iterations(settings.optimizer, settings.iterations),
+        schedule.total_jobs(settings.optimizer, settings.iterations),
     )
     display = ProgressDisplay(tracker) if options.progress else None
     console = ProgressLogHandler(display) if display else plain_console_handler()
@@ -334,6 +400,7 @@ def run_master(study_dir: Path, options: RunOptions) -> StudyResults:
     for evaluation in history.evaluations:
         tracker.evaluation_finished(evaluation)
     nameserver = StudyNameserver(host=options.host)
+    status = StatusPublisher(study_dir, settings.run_id, tracker)  # status.json, for `bohb-runner status`
     address: NameserverAddress | None = None
     watch = _WorkerWatch()
     pool: LocalWorkers | None = None
@@ -342,10 +409,12 @@ def run_master(study_dir: Path, options: RunOptions) -> StudyResults:
     configs_journal = JournalWriter(study_dir / CONFIGS_JOURNAL)
     completed = False
     previous_sigterm = _raise_on_sigterm()
+    time_limit = _TimeLimit(options.time_limit)
     try:
         host, port = nameserver.start()
         address = NameserverAddress(host, port, settings.run_id, socket.gethostname(), os.getpid(), time.time())
         write_nameserver_address(study_dir, address)
+        status.start()
         master = build_optimizer(
             settings,
             study_space(settings),
@@ -364,17 +433,31 @@ def run_master(study_dir: Path, options: RunOptions) -> StudyResults:
             job_timeout=settings.job_timeout,
         )
         watch.master = master
+        status.attach(master.dispatcher)
         if options.workers > 0:
             pool = LocalWorkers(
-                study_dir, options.workers, device=options.device, threads=options.threads, on_exit=watch
+                study_dir,
+                options.workers,
+                device=options.device,
+                threads=options.threads,
+                workers_per_gpu=options.workers_per_gpu,
+                on_exit=watch,
             )
             watch.pool = pool
             pool.start()
         if display:
             display.start()
+        time_limit.start()
         master.run(n_iterations=settings.iterations, min_n_workers=options.min_workers)
+        time_limit.cancel()
         completed = True
+    except StopRequested:
+        time_limit.cancel()
+        if not time_limit.expired:
+            raise
+        logger.info("time limit of %g s reached; stopping", options.time_limit)
     finally:
+        time_limit.cancel()
         if display:
             display.stop()
         remove_console_handler(console)
@@ -383,10 +466,13 @@ def run_master(study_dir: Path, options: RunOptions) -> StudyResults:
         if pool is not None:
             pool.stop(grace=10.0 if completed else 3.0)
         nameserver.shutdown()
+        status.stop("completed" if completed else "stopped")
         if address is not None:
             remove_nameserver_address(study_dir, address)
         results_journal.close()
         configs_journal.close()
+        if completed:  # every iteration is finished: no job will ever continue from a checkpoint
+            shutil.rmtree(study_dir / "checkpoints", ignore_errors=True)
         _restore_sigterm(previous_sigterm)
         lock.release()
         logger.info("master stopped (%s)", "completed" if completed else "interrupted")

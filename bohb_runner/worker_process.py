@@ -21,9 +21,10 @@ from types import FrameType
 import Pyro4.errors
 from hpbandster.core.worker import Worker
 
-from bohb_runner import compat
+from bohb_runner import auth, compat
 from bohb_runner.discovery import NameserverAddress, wait_for_nameserver_address
-from bohb_runner.errors import StudyError
+from bohb_runner.errors import StudyError, UserError
+from bohb_runner.logs import log_uncaught_thread_exceptions
 from bohb_runner.settings import SETTINGS_FILE, StudySettings, read_settings
 from bohb_runner.worker_loading import load_worker_class
 from bohb_runner.worker_runtime import guard_compute, serve
@@ -56,21 +57,29 @@ def run_worker(options: WorkerOptions) -> int:
     resumed study gets its workers back without restarting them.
     """
     compat.install()
+    log_uncaught_thread_exceptions(_explain_thread_failure)
     signal.signal(signal.SIGTERM, _raise_terminated)
     settings = _wait_for_settings(options.study_dir, options.wait_for_master)
     spec = options.worker_spec or settings.worker
     cls = load_worker_class(spec)
     address = _wait_for_master(options, settings, previous=None)
+    # read after the master has published its address: it creates the secret of an old study
+    auth.use_key(auth.read_secret(options.study_dir))
     name = options.name or f"{socket.gethostname()}-{os.getpid()}"
     worker = _build_worker(cls, options, settings, address, name, spec)
     try:
         while True:
             watchdog = HungJobWatchdog(worker, settings.job_timeout)
             try:
-                if serve(worker, address, host=options.host):
+                if serve(worker, address, host=options.host, hmac_key=auth.process_key()):
                     logger.info("worker %s shut down by the master", name)
                     return 0
             except (Pyro4.errors.NamingError, Pyro4.errors.CommunicationError) as exc:
+                if "hmac" in str(exc):
+                    raise StudyError(
+                        f"the master at {address.host}:{address.port} refused this worker's key ({exc});"
+                        f" was {auth.secret_path(options.study_dir)} replaced while the study ran?"
+                    ) from None
                 logger.warning("cannot reach the master at %s:%d (%s)", address.host, address.port, exc)
             finally:
                 watchdog.stop()
@@ -113,9 +122,15 @@ def _build_worker(
     )
     started = time.monotonic()
     from_study = getattr(cls, "from_study", None)
-    worker = from_study(context, **worker_kwargs) if callable(from_study) else cls(**worker_kwargs)
+    try:
+        worker = from_study(context, **worker_kwargs) if callable(from_study) else cls(**worker_kwargs)
+    except UserError:
+        raise
+    except Exception as exc:  # the user's class: its reason in one line, the traceback in the log
+        logger.exception("building the worker %s failed", spec)
+        raise StudyError(f"worker {spec} could not start: {type(exc).__name__}: {exc}") from None
     logger.info("worker %s ready in %.1f s (%s)", name, time.monotonic() - started, spec)
-    guard_compute(worker)
+    guard_compute(worker, repeats=settings.repeats)
     return worker
 
 
@@ -164,6 +179,12 @@ def _wait_for_settings(study_dir: Path, timeout: float) -> StudySettings:
             logged = True
         time.sleep(0.5)
     return read_settings(Path(study_dir))
+
+
+def _explain_thread_failure(exc: BaseException) -> str | None:
+    if isinstance(exc, Pyro4.errors.CommunicationError):
+        return f"could not report a result to the master ({exc}); a resumed master runs that job again"
+    return None
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:

@@ -22,6 +22,7 @@ import Pyro4.errors
 import serpent
 from hpbandster.core.worker import Worker
 
+from bohb_runner import auth
 from bohb_runner.compat import to_native
 from bohb_runner.discovery import NameserverAddress
 
@@ -45,13 +46,18 @@ def checked_result(result: Any) -> dict[str, Any]:
     return result
 
 
-def guard_compute(worker: Worker) -> None:
+def guard_compute(worker: Worker, repeats: int = 1) -> None:
     """Wrap the worker's ``compute`` so that every result passes :func:`checked_result`, and
-    ``worker.job_started`` tells how long the current job has been running."""
+    ``worker.job_started`` tells how long the current job has been running. With ``repeats`` > 1
+    each job runs ``compute`` that many times (``--repeats``, see :mod:`bohb_runner.repeats`)."""
     compute: Callable[..., Any] = worker.compute
     worker.job_started = None
+    if repeats > 1:
+        from bohb_runner.repeats import repeated_compute
 
-    @functools.wraps(compute)
+        compute = repeated_compute(compute, repeats, check=checked_result)
+
+    @functools.wraps(worker.compute)
     def guarded(*args: Any, **kwargs: Any) -> dict[str, Any]:
         worker.job_started = time.monotonic()
         try:
@@ -69,10 +75,13 @@ class MasterWatch:
     it pings the nameserver; after ``misses`` failures in a row the master counts as lost.
     """
 
-    def __init__(self, address: NameserverAddress, interval: float = 2.0, misses: int = 3) -> None:
+    def __init__(
+        self, address: NameserverAddress, interval: float = 2.0, misses: int = 3, hmac_key: bytes | None = None
+    ) -> None:
         self.address = address
         self.interval = interval
         self.misses = misses
+        self.hmac_key = hmac_key
         self.lost = threading.Event()
         self._stop = threading.Event()
 
@@ -80,8 +89,7 @@ class MasterWatch:
         failures = 0
         while not self._stop.wait(self.interval):
             try:
-                with Pyro4.locateNS(host=self.address.host, port=self.address.port) as ns:
-                    ns._pyroTimeout = 5
+                with auth.locate_nameserver(self.address.host, self.address.port, self.hmac_key, timeout=5) as ns:
                     ns.ping()
                 failures = 0
             except Pyro4.errors.PyroError:
@@ -96,44 +104,50 @@ class MasterWatch:
         self._stop.set()
 
 
-def serve(worker: Worker, address: NameserverAddress, host: str = "127.0.0.1") -> bool:
+def serve(worker: Worker, address: NameserverAddress, host: str = "127.0.0.1", hmac_key: bytes | None = None) -> bool:
     """Register ``worker`` with the study's nameserver and answer jobs until the master shuts it
-    down (returns True) or the master disappears (returns False)."""
+    down (returns True) or the master disappears (returns False).
+
+    The worker's daemon, its calls to the nameserver and the dispatcher, and the dispatcher's
+    callback proxy it receives with each job use the study's key (``hmac_key``, default: this
+    process's key; the callback always gets this process's key, see :mod:`bohb_runner.auth`).
+    """
     worker.nameserver, worker.nameserver_port = address.host, address.port
-    daemon = Pyro4.core.Daemon(host=host)
+    daemon = auth.daemon(host, hmac_key)
     worker.pyro_daemon = daemon
-    watch = MasterWatch(address)
+    watch = MasterWatch(address, hmac_key=hmac_key)
     try:
         uri = daemon.register(worker, worker.worker_id)
-        with Pyro4.locateNS(host=address.host, port=address.port) as ns:
+        with auth.locate_nameserver(address.host, address.port, hmac_key) as ns:
             ns.register(worker.worker_id, uri)
             dispatchers = ns.list(prefix=f"hpbandster.run_{worker.run_id}.dispatcher")
         for name, dispatcher_uri in dispatchers.items():
-            _announce(name, dispatcher_uri)
+            _announce(name, dispatcher_uri, hmac_key)
         logger.info("worker %s listening on %s", worker.worker_id, daemon.locationStr)
         threading.Thread(target=watch.watch, args=(daemon,), name="master-watch", daemon=True).start()
         daemon.requestLoop()
     finally:
         watch.stop()
         if not watch.lost.is_set():
-            _unregister(worker.worker_id, address)
+            _unregister(worker.worker_id, address, hmac_key)
+        # the worker object keeps its Pyro id otherwise, and a second daemon (for a resumed
+        # master) would refuse to register it: "object or class already has a Pyro id"
+        daemon.unregister(worker)
         daemon.close()
     return not watch.lost.is_set()
 
 
-def _announce(name: str, uri: Any) -> None:
+def _announce(name: str, uri: Any, hmac_key: bytes | None = None) -> None:
     try:
-        with Pyro4.Proxy(uri) as dispatcher:
-            dispatcher._pyroTimeout = 10
+        with auth.proxy(uri, hmac_key, timeout=10) as dispatcher:
             dispatcher.trigger_discover_worker()
     except Pyro4.errors.CommunicationError as exc:
         logger.info("dispatcher %s did not answer (%s); it will find this worker itself", name, exc)
 
 
-def _unregister(worker_id: str, address: NameserverAddress) -> None:
+def _unregister(worker_id: str, address: NameserverAddress, hmac_key: bytes | None = None) -> None:
     try:
-        with Pyro4.locateNS(host=address.host, port=address.port) as ns:
-            ns._pyroTimeout = 5
+        with auth.locate_nameserver(address.host, address.port, hmac_key, timeout=5) as ns:
             ns.remove(worker_id)
     except Exception as exc:  # the master (and its nameserver) usually stops first
         logger.debug("could not unregister %s: %s", worker_id, exc)

@@ -37,7 +37,7 @@ def quadratic_run(study_dir, *extra, worker="user_worker:QuadraticWorker", worke
 
 def test_user_worker_study_completes_and_exports_for_hpbandster(tmp_path):
     study = tmp_path / "study"
-    result = quadratic_run(study)
+    result = quadratic_run(study, "--min-workers", 2)  # both registered before the (instant) jobs start
     assert result.returncode == 0, result.stderr
     evaluations = read_evaluations(study)
     assert len(evaluations) == HyperbandSchedule(1, 9, 3).total_jobs("bohb", 3)
@@ -158,7 +158,7 @@ def descendants_alive(pids):
         (["--worker", "no_such_module:Worker"], ["cannot import 'no_such_module'"]),
         (["--worker", "user_worker:NotThere"], ["has no attribute 'NotThere'"]),
         (["--worker", "json:JSONDecoder"], ["is not a subclass of hpbandster.core.worker.Worker"]),
-        (["--host", "10.1.1.1"], ["--host 10.1.1.1", "loopback"]),
+        (["--host", "10.1.1.1"], ["--host 10.1.1.1", "not an address of this node"]),
     ],
 )
 def test_impossible_options_are_refused_before_anything_starts(tmp_path, options, fragments):

@@ -11,7 +11,8 @@ Two sources:
 
 ``--split`` overrides the defaults with three fractions (``0.8,0.1,0.1``) or three counts
 (``8000,1000,1000``) of the pool. Values all <= 1 are fractions (each part is the floor of
-its share), otherwise counts; either may leave images unused. With a given test set (the
+its share), otherwise counts; either may leave images unused. A test part given as 0
+(``8000,2000,0``) means no test set: the worker then has no test error to report. With a given test set (the
 t10k pair beside the train pair), two values (``train,val``) split the pool and the given
 test set stays the test set; three values take all three parts from the pool, and the given
 test set is then not used at all (the record says so in ``test_source``).
@@ -176,7 +177,9 @@ def _part_sizes(split: str, available: int, parts: int) -> list[int]:
         if sum(sizes) > available:
             raise UserError(f"--split {split!r}: asks for {sum(sizes)} images, the data has {available}")
     names = ("train", "val", "test")
-    for name, size in zip(names, sizes, strict=False):
+    for name, size, value in zip(names, sizes, values, strict=False):
+        if name == "test" and value == 0:
+            continue  # asked for explicitly (e.g. 8000,2000,0): no test set, no test error
         if size < 1:
             raise UserError(f"--split {split!r}: the {name} part would be empty ({available} images available)")
     return sizes

@@ -22,6 +22,11 @@ The budget is in epochs and may be fractional: ``floor(budget)`` full epochs, th
 ``round(fraction * steps_per_epoch)`` steps of the next (see :mod:`workers.training`). The loss is the
 validation error; ``info`` holds accuracy, test error, the learning curve (validation error
 after each epoch), epochs and steps trained, train time and the number of parameters.
+
+A configuration promoted to a larger budget continues from the checkpoint its job on the
+smaller budget left in the study directory (:mod:`workers.checkpoints`), with the same result
+as training from scratch; ``info["epochs_trained"]`` is what the job actually trained and
+``info["resumed_from"]`` the budget it continued from (0: from scratch).
 """
 
 from __future__ import annotations
@@ -34,9 +39,11 @@ import torch
 from hpbandster.core.worker import Worker
 
 from bohb_runner.errors import UserError
+from bohb_runner.settings import SETTINGS_FILE, read_settings
 from bohb_runner.worker_api import HyperparameterSpec, StudyContext
+from workers.checkpoints import CheckpointStore
 from workers.datasets import TensorSplits, load_dataset, make_split, tensor_splits
-from workers.training import DEFAULTS, train, train_and_evaluate
+from workers.training import DEFAULTS, repeat_seed, train
 
 logger = logging.getLogger(__name__)
 
@@ -112,12 +119,35 @@ class LeNetWorker(Worker):
     HYPERPARAMETERS = HYPERPARAMETERS
 
     def __init__(
-        self, *, data: TensorSplits, seed: int, device: torch.device | str | None = None, **worker_kwargs: Any
+        self,
+        *,
+        data: TensorSplits,
+        seed: int,
+        device: torch.device | str | None = None,
+        checkpoint_dir: Path | str | None = None,
+        max_budget: float | None = None,
+        continue_training: bool = True,
+        amp: bool = False,
+        **worker_kwargs: Any,
     ) -> None:
-        """``data`` stays resident for every job; ``device`` (default: where ``data`` is) moves it once."""
+        """``data`` stays resident for every job; ``device`` (default: where ``data`` is) moves it once.
+
+        ``checkpoint_dir`` (a study directory) enables continued training across budgets; no
+        checkpoint is kept for ``max_budget``, which no job continues from. ``amp``: mixed
+        precision, on CUDA only (ignored, with a log line, elsewhere).
+        """
         super().__init__(**worker_kwargs)
         self.data = data if device is None else data.to(device)
         self.seed = seed
+        self.checkpoints = CheckpointStore(checkpoint_dir) if checkpoint_dir is not None else None
+        self.max_budget = max_budget
+        self.continue_training = continue_training
+        self.amp = amp
+        if amp and self.data.device.type != "cuda":
+            logger.info("mixed precision is for CUDA devices only; training in float32 on %s", self.data.device)
+        settings_file = Path(checkpoint_dir) / SETTINGS_FILE if checkpoint_dir is not None else None
+        self._settings_file = settings_file if settings_file is not None and settings_file.exists() else None
+        self._settings_stamp = self._settings_file.stat().st_mtime_ns if self._settings_file is not None else None
 
     @classmethod
     def prepare_study(cls, context: StudyContext) -> dict[str, Any]:
@@ -134,7 +164,17 @@ class LeNetWorker(Worker):
         logger.info(
             "data on %s: %d train, %d val, %d test", device, len(data.train_x), len(data.val_x), len(data.test_x)
         )
-        return cls(data=data, seed=context.seed, device=device, **worker_kwargs)
+        extra = context.extra or {}
+        return cls(
+            data=data,
+            seed=context.seed,
+            device=device,
+            checkpoint_dir=context.study_dir,
+            max_budget=extra.get("max_budget"),
+            continue_training=bool(extra.get("continue_training", True)),
+            amp=bool(extra.get("amp", False)),
+            **worker_kwargs,
+        )
 
     @classmethod
     def retrain(cls, context: StudyContext, config: dict[str, Any], budget: float, output_path: Path) -> dict[str, Any]:
@@ -157,8 +197,57 @@ class LeNetWorker(Worker):
         return {"loss": trained.loss, "test_error": trained.info["test_error"], "output": str(output_path)}
 
     def compute(
-        self, config_id: Any, config: dict[str, Any], budget: float, working_directory: str, **kwargs: Any
+        self,
+        config_id: Any,
+        config: dict[str, Any],
+        budget: float,
+        working_directory: str,
+        repeat: int = 0,
+        **kwargs: Any,
     ) -> dict[str, Any]:
-        result = train_and_evaluate(config, budget, self.data, self.seed)
-        logger.debug("job %s on budget %g: validation error %.4f", config_id, budget, result["loss"])
-        return result
+        """One training run; ``repeat`` (``--repeats``) changes the seed, repeat 0 is the study's.
+
+        With continued training on, the run starts from this configuration's checkpoint on the
+        largest smaller budget (same result as from scratch, fewer epochs), leaves a checkpoint
+        for the next promotion unless this is the maximum budget, and removes the one it used.
+        """
+        seed = repeat_seed(self.seed, repeat)
+        store = self.checkpoints if self._continue_training() else None
+        resume = None
+        if store is not None:
+            resume = store.load_latest_below(config_id, repeat, budget, config, seed, self.data.device)
+        trained = train(config, budget, self.data, seed, resume=resume, amp=self.amp)
+        if store is not None:
+            if self.max_budget is None or budget < self.max_budget - 1e-9:
+                store.save(config_id, repeat, config, seed, trained.state)
+            store.discard(config_id, repeat, [b for b in store.budgets(config_id, repeat) if b < budget - 1e-12])
+        logger.debug(
+            "job %s on budget %g (continued from budget %g): validation error %.4f",
+            config_id,
+            budget,
+            trained.info["resumed_from"],
+            trained.loss,
+        )
+        return {"loss": trained.loss, "info": trained.info}
+
+    def _continue_training(self) -> bool:
+        """Whether to continue from checkpoints: the study's setting, re-read when study.json changes.
+
+        ``--no-continue`` may be given when a study is resumed, and a worker may outlive its
+        master and serve the resumed one; a stat per job keeps it in step.
+        """
+        if self.checkpoints is None or self._settings_file is None:
+            return self.checkpoints is not None and self.continue_training
+        try:
+            stamp = self._settings_file.stat().st_mtime_ns
+        except OSError:
+            return self.continue_training
+        if stamp != self._settings_stamp:
+            self._settings_stamp = stamp
+            try:
+                self.continue_training = read_settings(self._settings_file.parent).continue_training
+            except UserError as exc:
+                logger.warning(
+                    "cannot re-read the study settings (%s); continued training stays %s", exc, self.continue_training
+                )
+        return self.continue_training
