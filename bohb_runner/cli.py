@@ -13,15 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from bohb_runner import __version__
-from bohb_runner.errors import UserError
+from bohb_runner.errors import StopRequested, StudyFailed, UserError
 from bohb_runner.export import FORMATS, export_hpbandster
 from bohb_runner.journal import has_history
-from bohb_runner.master import StudyFailed
 from bohb_runner.progress import format_budget, format_duration
 from bohb_runner.results import StudyResults, test_error_of
 from bohb_runner.settings import DEFAULT_WORKER, OPTIMIZERS, BOHBOptions, StudySettings
-from bohb_runner.spaces import load_space, space_to_dict
-from bohb_runner.study import RunOptions, StopRequested, open_study, run_master
 
 logger = logging.getLogger(__name__)
 
@@ -216,6 +213,8 @@ def requested_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The study settings the user gave on the command line (and only those)."""
     requested: dict[str, Any] = {}
     if args.space is not None:
+        from bohb_runner.spaces import load_space, space_to_dict  # ConfigSpace: only where a space is read
+
         requested["space"] = space_to_dict(load_space(args.space))
         requested["space_file"] = str(args.space)
     for _flag, field, _kind, _text in STUDY_OPTIONS:
@@ -285,6 +284,10 @@ def _run(args: argparse.Namespace) -> int:
     args.host = listen_address(args)
     if args.overwrite and not args.fresh:
         raise UserError("--overwrite only goes with --fresh")
+    # the master's modules (hpbandster, statsmodels, ConfigSpace) cost seconds to import: only
+    # the commands that run a master pay for them, not every worker process
+    from bohb_runner.study import RunOptions, open_study, run_master
+
     settings, resumed = open_study(args.study_dir, requested_settings(args), fresh=args.fresh, overwrite=args.overwrite)
     print(describe_study(args.study_dir, settings, resumed and has_history(args.study_dir)), file=sys.stderr)
     options = RunOptions(

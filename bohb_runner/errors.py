@@ -24,3 +24,11 @@ class SpaceError(UserError):
 
 class StudyError(UserError):
     """A study directory that cannot be used as asked (missing, corrupt, or contradicting the options)."""
+
+
+class StudyFailed(RuntimeError):
+    """The optimization could not go on; the message is one line, details are in the log."""
+
+
+class StopRequested(BaseException):
+    """SIGTERM (what SLURM sends before a time limit): stop handing out work and exit cleanly."""

@@ -113,18 +113,30 @@ TEAR_ENV = "BOHB_RUNNER_TEST_TEAR_JOURNAL"
 
 
 class JournalWriter:
-    """Appends records to a JSON-lines file; each record is one ``write`` of a whole line,
-    flushed to the disk (fsync) before ``append`` returns."""
+    """Appends records to a JSON-lines file; each record is one ``write`` of a whole line, and
+    :meth:`append` returns once it is on the disk (fsync).
+
+    :meth:`write` and :meth:`sync` are the two halves of ``append``, for a master that receives
+    many results at once: each result's line is written in order under the master's lock, and the
+    fsyncs happen outside it, where one fsync makes every line written before it durable (group
+    commit), so results arriving together do not queue behind each other's disk flushes.
+    """
 
     def __init__(self, path: Path, fsync: bool = True) -> None:
         self.path = Path(path)
         self._fsync = fsync
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._appends = 0
+        self._appends = 0  # lines written by this writer: the sequence number of the last one
+        self._durable = 0  # lines of this writer known to be on the disk
         self._tear_at = _tear_point(self.path)
 
     def append(self, record: dict[str, Any]) -> None:
+        self.sync(self.write(record))
+
+    def write(self, record: dict[str, Any]) -> int:
+        """Write the record's line (not yet fsynced); returns its sequence number for :meth:`sync`."""
         line = (json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n").encode()
         with self._lock:
             self._appends += 1
@@ -135,8 +147,19 @@ class JournalWriter:
             written = os.write(self._fd, line)
             if written != len(line):  # a short write (disk full): never leave half a record
                 raise OSError(f"{self.path}: short write ({written} of {len(line)} bytes)")
-            if self._fsync:
-                os.fsync(self._fd)
+            return self._appends
+
+    def sync(self, sequence: int) -> None:
+        """Return once line ``sequence`` (and every line before it) is on the disk."""
+        if not self._fsync:
+            return
+        with self._sync_lock:  # one fsync at a time; who waited here usually finds its line durable
+            if self._durable >= sequence:
+                return
+            with self._lock:
+                target = self._appends
+            os.fsync(self._fd)
+            self._durable = target
 
     def close(self) -> None:
         with self._lock:

@@ -29,6 +29,7 @@ import numpy as np
 from hpbandster.core.dispatcher import Job
 from hpbandster.core.master import Master
 
+from bohb_runner.errors import StudyFailed
 from bohb_runner.compat import is_finite_number, native_config, to_native
 from bohb_runner.dispatcher import StudyDispatcher
 from bohb_runner.iteration import StudyIteration
@@ -36,10 +37,6 @@ from bohb_runner.journal import Evaluation, JournalWriter, SampledConfig
 from bohb_runner.schedule import Bracket, HyperbandSchedule
 
 logger = logging.getLogger(__name__)
-
-
-class StudyFailed(RuntimeError):
-    """The optimization could not go on; the message is one line, details are in the log."""
 
 
 class StudyHistoryMismatch(StudyFailed):
@@ -146,6 +143,7 @@ class StudyMaster(Master):
         self._replaying = False
         self._replay_pending: dict[tuple[tuple[int, int, int], float], tuple[dict, float]] = {}
         self._remaining_iterations = 0
+        self._registered_sequence = 0  # the last journal line (of this run) whose result is registered
 
         self.dispatcher = StudyDispatcher(
             self.job_callback,
@@ -347,13 +345,25 @@ class StudyMaster(Master):
     # -- results ----------------------------------------------------------------------------
 
     def job_callback(self, job: Job) -> None:
-        """A job finished: journal it (fsynced), then let hpbandster's iteration and model see it."""
+        """A job finished: journal it (fsynced), then let hpbandster's iteration and model see it.
+
+        The line is written under the lock, so the journal's order is the order in which the
+        results are registered (what a resume replays); the fsync happens outside it, shared
+        by results that arrive together (see :class:`JournalWriter`); then each result waits
+        for its turn to be registered.
+        """
         with self.thread_cond:
             _normalize_job_result(job)
             datum = self.iterations[job.id[0]].data[job.id]
             evaluation = evaluation_from_job(job, datum.config_info)
-            self.results_journal.append(evaluation.to_json())
+            sequence = self.results_journal.write(evaluation.to_json())
+        self.results_journal.sync(sequence)
+        with self.thread_cond:
+            while self._registered_sequence != sequence - 1:
+                self._raise_if_failed()
+                self.thread_cond.wait()
             self._register_result(job, evaluation, replayed=False)
+            self._registered_sequence = sequence
             self.thread_cond.notify_all()
 
     def _register_result(self, job: Job, evaluation: Evaluation, replayed: bool) -> None:

@@ -26,13 +26,14 @@ from hpbandster.core.result import json_result_logger
 
 from bohb_runner import auth, compat
 from bohb_runner.discovery import NameserverAddress, remove_nameserver_address, write_nameserver_address
-from bohb_runner.errors import StudyError, UserError
+from bohb_runner.errors import StopRequested, StudyError, StudyFailed, UserError
 from bohb_runner.export import export_hpbandster
 from bohb_runner.journal import (
     CONFIGS_JOURNAL,
     RESULTS_JOURNAL,
     Evaluation,
     JournalWriter,
+    SampledConfig,
     read_evaluations,
     read_sampled_configs,
     repair_torn_tail,
@@ -45,7 +46,7 @@ from bohb_runner.logs import (
     remove_console_handler,
     setup_file_logging,
 )
-from bohb_runner.master import StudyFailed, StudyHistory
+from bohb_runner.master import StudyHistory
 from bohb_runner.nameserver import StudyNameserver
 from bohb_runner.optimizers import build_optimizer
 from bohb_runner.progress import ProgressDisplay, ProgressLogHandler, ProgressTracker
@@ -211,10 +212,21 @@ def remove_study(study_dir: Path) -> None:
 
 
 def read_history(study_dir: Path) -> StudyHistory:
-    """The study's journals, with torn last lines (from a crash) cut off first."""
+    """The study's journals, with torn last lines (from a crash) cut off first.
+
+    ``configs.jsonl`` is written without fsync (see ``run_master``): after a power cut it may
+    lack configurations that ``results.jsonl`` (fsynced) holds, and those are taken from there.
+    """
     for name in (RESULTS_JOURNAL, CONFIGS_JOURNAL):
         repair_torn_tail(study_dir / name)
-    return StudyHistory(read_evaluations(study_dir), read_sampled_configs(study_dir))
+    evaluations = read_evaluations(study_dir)
+    sampled = read_sampled_configs(study_dir)
+    known = {s.config_id for s in sampled}
+    for e in evaluations:
+        if e.config_id not in known:
+            known.add(e.config_id)
+            sampled.append(SampledConfig(e.config_id, e.config, e.config_info, e.submitted or 0.0))
+    return StudyHistory(evaluations, sampled)
 
 
 class ContinuedResultLogger(json_result_logger):
@@ -236,10 +248,6 @@ def continued_hpbandster_log(study_dir: Path, history: StudyHistory) -> Continue
     export_hpbandster(StudyResults(study_dir, read_settings(study_dir), history.evaluations, history.sampled), live)
     known = {s.config_id for s in history.sampled} | {e.config_id for e in history.evaluations}
     return ContinuedResultLogger(live, known)
-
-
-class StopRequested(BaseException):
-    """SIGTERM (what SLURM sends before a time limit): stop handing out work and exit cleanly."""
 
 
 def _raise_on_sigterm() -> Any:
@@ -397,8 +405,10 @@ def run_master(study_dir: Path, options: RunOptions) -> StudyResults:
     console = ProgressLogHandler(display) if display else plain_console_handler()
     add_console_handler(console)
     history = read_history(study_dir)
+    checkpoint_cleanup = CheckpointCleanup(study_dir)
     for evaluation in history.evaluations:
         tracker.evaluation_finished(evaluation)
+        checkpoint_cleanup.evaluation_finished(evaluation)
     nameserver = StudyNameserver(host=options.host)
     status = StatusPublisher(study_dir, settings.run_id, tracker)  # status.json, for `bohb-runner status`
     address: NameserverAddress | None = None
@@ -406,7 +416,9 @@ def run_master(study_dir: Path, options: RunOptions) -> StudyResults:
     pool: LocalWorkers | None = None
     master = None
     results_journal = JournalWriter(study_dir / RESULTS_JOURNAL)
-    configs_journal = JournalWriter(study_dir / CONFIGS_JOURNAL)
+    # written (kill -9 loses nothing) but not fsynced under the master's lock: after a power cut
+    # the configurations that matter come back from results.jsonl (read_history)
+    configs_journal = JournalWriter(study_dir / CONFIGS_JOURNAL, fsync=False)
     completed = False
     previous_sigterm = _raise_on_sigterm()
     time_limit = _TimeLimit(options.time_limit)
@@ -426,7 +438,7 @@ def run_master(study_dir: Path, options: RunOptions) -> StudyResults:
             nameserver_port=port,
             host=options.host,
             ping_interval=options.ping_interval,
-            observer=_Reporter(tracker),
+            observer=_Reporter(tracker, checkpoint_cleanup),
             logger=logging.getLogger("bohb_runner.master"),
             result_logger=continued_hpbandster_log(study_dir, history),
             history=history,
@@ -479,23 +491,59 @@ def run_master(study_dir: Path, options: RunOptions) -> StudyResults:
     return StudyResults.load(study_dir)
 
 
+class CheckpointCleanup:
+    """Removes an iteration's training checkpoints once every job of the iteration has a result.
+
+    Workers that continue training across budgets keep per-configuration state in
+    ``STUDY_DIR/checkpoints/<i>_<j>_<k>/`` (see ``workers/checkpoints.py``). Once all jobs of
+    Hyperband iteration ``i`` are done, none will continue from any of it: the state of the
+    configurations that were not promoted goes, instead of piling up for the whole study.
+    """
+
+    def __init__(self, study_dir: Path) -> None:
+        self.root = Path(study_dir) / "checkpoints"
+        self.expected: dict[int, int] = {}
+        self.done: dict[int, set[tuple[tuple[int, ...], float]]] = {}
+
+    def iteration_started(self, bracket: Bracket) -> None:
+        self.expected[bracket.index] = bracket.jobs
+        self._remove_if_done(bracket.index)
+
+    def evaluation_finished(self, evaluation: Evaluation) -> None:
+        iteration = int(evaluation.config_id[0])
+        self.done.setdefault(iteration, set()).add((tuple(evaluation.config_id), float(evaluation.budget)))
+        self._remove_if_done(iteration)
+
+    def _remove_if_done(self, iteration: int) -> None:
+        if iteration not in self.expected or len(self.done.get(iteration, ())) < self.expected[iteration]:
+            return
+        if self.root.is_dir():
+            for path in self.root.glob(f"{iteration}_*"):
+                shutil.rmtree(path, ignore_errors=True)
+
+
 class _Reporter:
     """The master's observer: forwards events to the progress tracker, logs failed evaluations."""
 
-    def __init__(self, tracker: ProgressTracker) -> None:
+    def __init__(self, tracker: ProgressTracker, checkpoint_cleanup: CheckpointCleanup | None = None) -> None:
         self.tracker = tracker
+        self.checkpoint_cleanup = checkpoint_cleanup
 
     def iteration_started(self, bracket: Bracket) -> None:
         logger.info(
             "iteration %d started: %s configs on budgets %s", bracket.index, bracket.num_configs, bracket.budgets
         )
         self.tracker.iteration_started(bracket)
+        if self.checkpoint_cleanup is not None:
+            self.checkpoint_cleanup.iteration_started(bracket)
 
     def job_submitted(self, config_id: tuple[int, int, int], budget: float) -> None:
         self.tracker.job_submitted(config_id, budget)
 
     def evaluation_finished(self, evaluation: Evaluation) -> None:
         self.tracker.evaluation_finished(evaluation)
+        if self.checkpoint_cleanup is not None:
+            self.checkpoint_cleanup.evaluation_finished(evaluation)
         if not evaluation.ok:
             reason = (evaluation.error or "").strip().splitlines()
             logger.warning(

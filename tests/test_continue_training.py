@@ -173,3 +173,26 @@ def test_workers_per_gpu_without_a_gpu_is_refused_in_one_line(tmp_path):
     assert not (tmp_path / "s").exists()
     both = run_cli("run", "--space", SPACE, "--study-dir", tmp_path / "s", "--workers-per-gpu", 2, "--workers", 2)
     assert_one_line_error(both, "give it or --workers, not both")
+
+
+def test_an_iterations_checkpoints_go_once_all_its_jobs_are_done(tmp_path):
+    from bohb_runner.journal import Evaluation
+    from bohb_runner.schedule import Bracket
+    from bohb_runner.study import CheckpointCleanup
+
+    for name in ("0_0_0", "0_0_1", "0_0_2", "1_0_0", "10_0_0"):
+        (tmp_path / "checkpoints" / name).mkdir(parents=True)
+    cleanup = CheckpointCleanup(tmp_path)
+    cleanup.iteration_started(Bracket(0, (3, 1), (1.0, 3.0)))
+
+    def finished(config_id, budget):
+        cleanup.evaluation_finished(
+            Evaluation(config_id=config_id, budget=budget, loss=0.5, status="ok", config={}, config_info={})
+        )
+
+    for k in range(3):
+        finished((0, 0, k), 1.0)
+    finished((0, 0, 0), 1.0)  # a job dispatched again counts once
+    assert (tmp_path / "checkpoints" / "0_0_1").exists()  # the promotion to budget 3 is still to run
+    finished((0, 0, 2), 3.0)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["10_0_0", "1_0_0"]

@@ -78,3 +78,45 @@ def test_a_record_missing_fields_is_reported(tmp_path):
 
 def test_missing_journal_reads_as_empty(tmp_path):
     assert list(read_records(tmp_path / "results.jsonl")) == []
+
+
+def test_results_written_together_share_fsyncs_and_keep_their_order(tmp_path, monkeypatch):
+    """Group commit: lines written by many threads are all durable once each thread's sync
+    returns, in the order of their sequence numbers, with fewer fsyncs than lines."""
+    import os
+    import threading
+
+    fsyncs = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd)))
+    journal = JournalWriter(tmp_path / "results.jsonl")
+    start = threading.Barrier(16)
+    order: dict[int, int] = {}
+
+    def report(i: int) -> None:
+        start.wait()
+        sequence = journal.write(_evaluation(i).to_json())
+        journal.sync(sequence)
+        order[sequence] = i
+
+    threads = [threading.Thread(target=report, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    journal.close()
+    evaluations = read_evaluations(tmp_path)
+    assert sorted(order) == list(range(1, 17))
+    assert [e.config_id[2] for e in evaluations] == [order[s] for s in sorted(order)]
+    assert 1 <= len(fsyncs) <= 16
+
+
+def test_configurations_missing_from_configs_jsonl_come_back_from_results(tmp_path):
+    """configs.jsonl is not fsynced: after a power cut it may lack what results.jsonl holds."""
+    from bohb_runner.study import read_history
+
+    with JournalWriter(tmp_path / "results.jsonl") as journal:
+        journal.append(_evaluation(0).to_json())
+    (tmp_path / "configs.jsonl").write_text("")
+    history = read_history(tmp_path)
+    assert [(s.config_id, s.config) for s in history.sampled] == [((0, 0, 0), {"lr": 0.1, "n": 3})]

@@ -144,7 +144,7 @@ def test_failed_evaluations_are_recorded_and_the_study_goes_on(tmp_path):
 
 
 class _FailingJournal(JournalWriter):
-    def append(self, record):
+    def write(self, record):
         raise OSError(28, "No space left on device")
 
 
