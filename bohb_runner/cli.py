@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bohb_runner import __version__
 from bohb_runner.errors import StopRequested, StudyFailed, UserError
@@ -19,6 +19,9 @@ from bohb_runner.journal import has_history
 from bohb_runner.progress import format_budget, format_duration
 from bohb_runner.results import StudyResults, test_error_of
 from bohb_runner.settings import DEFAULT_WORKER, OPTIMIZERS, BOHBOptions, StudySettings
+
+if TYPE_CHECKING:
+    from bohb_runner.study import RunOptions
 
 logger = logging.getLogger(__name__)
 
@@ -286,11 +289,21 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError("--overwrite only goes with --fresh")
     # the master's modules (hpbandster, statsmodels, ConfigSpace) cost seconds to import: only
     # the commands that run a master pay for them, not every worker process
-    from bohb_runner.study import RunOptions, open_study, run_master
+    from bohb_runner.study import open_study, run_master
 
     settings, resumed = open_study(args.study_dir, requested_settings(args), fresh=args.fresh, overwrite=args.overwrite)
     print(describe_study(args.study_dir, settings, resumed and has_history(args.study_dir)), file=sys.stderr)
-    options = RunOptions(
+    started = time.monotonic()
+    results = run_master(args.study_dir, run_options(args))
+    print(describe_results(results, time.monotonic() - started))
+    return 0
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """How the master runs this time, from the master and local-worker options of ``args``."""
+    from bohb_runner.study import RunOptions
+
+    return RunOptions(
         workers=args.workers,
         host=args.host,
         min_workers=args.min_workers,
@@ -300,10 +313,6 @@ def _run(args: argparse.Namespace) -> int:
         threads=args.threads,
         workers_per_gpu=getattr(args, "workers_per_gpu", None),
     )
-    started = time.monotonic()
-    results = run_master(args.study_dir, options)
-    print(describe_results(results, time.monotonic() - started))
-    return 0
 
 
 def describe_study(study_dir: Path, settings: StudySettings, resumed: bool = False) -> str:

@@ -260,6 +260,19 @@ class StudyDispatcher(Dispatcher):
 
     # -- job dispatch -----------------------------------------------------------------------
 
+    def submit_job(self, id: Any, **kwargs: Any) -> None:
+        """Queue a job and wake the job runner.
+
+        hpbandster's version wakes one waiting thread (``notify``); with ``--job-timeout`` the
+        timeout watch waits on the same condition, may be the one woken, and the job then
+        waits forever in the queue while the master waits for its result.
+        """
+        with self.runner_cond:
+            job = Job(id, **kwargs)
+            job.time_it("submitted")
+            self.waiting_jobs.put(job)
+            self.runner_cond.notify_all()
+
     def job_runner(self) -> None:
         """Start waiting jobs on idle workers, one at a time, never losing a job."""
         try:

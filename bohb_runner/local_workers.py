@@ -186,7 +186,9 @@ def workers_for_gpus(workers_per_gpu: int, workers: int | None, device: str) -> 
     if workers is not None:
         raise UserError("--workers-per-gpu K starts K workers per GPU; give it or --workers, not both")
     if device not in ("auto", "cuda", "cuda:each"):
-        raise UserError(f"--workers-per-gpu spreads workers over all visible GPUs; it does not go with --device {device}")
+        raise UserError(
+            f"--workers-per-gpu spreads workers over all visible GPUs; it does not go with --device {device}"
+        )
     count = visible_gpus()
     if count == 0:
         raise UserError(

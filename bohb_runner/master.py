@@ -29,9 +29,9 @@ import numpy as np
 from hpbandster.core.dispatcher import Job
 from hpbandster.core.master import Master
 
-from bohb_runner.errors import StudyFailed
 from bohb_runner.compat import is_finite_number, native_config, to_native
 from bohb_runner.dispatcher import StudyDispatcher
+from bohb_runner.errors import StudyFailed
 from bohb_runner.iteration import StudyIteration
 from bohb_runner.journal import Evaluation, JournalWriter, SampledConfig
 from bohb_runner.schedule import Bracket, HyperbandSchedule

@@ -23,7 +23,8 @@ from bohb_runner.slurm.jobs import ACTIVE_STATES, read_jobs
 
 from conftest import PROJECT, TESTS, assert_one_line_error, run_cli, wait_until
 
-pytestmark = pytest.mark.slow
+# one SLURM node with 2 CPUs: these tests run one after another on one pytest-xdist worker
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 START_SCRIPT = PROJECT / "launch" / "local-slurm" / "start.sh"
 QUADRATIC = TESTS / "data" / "quadratic.yaml"

@@ -262,13 +262,14 @@ def train(
         if not learning_curve or steps_done % steps_per_epoch:
             learning_curve.append(error_rate(model, data.val_x, data.val_y))
     val_error = learning_curve[-1]
-    test_error = error_rate(model, data.test_x, data.test_y)
+    # a split without test images (e.g. 8000,2000,0) has no test error, not an error of 0
+    test_error = error_rate(model, data.test_x, data.test_y) if len(data.test_x) else None
     epochs_done = steps_done / steps_per_epoch
     info = {
         "val_error": val_error,
         "val_accuracy": 1.0 - val_error,
         "test_error": test_error,
-        "test_accuracy": 1.0 - test_error,
+        "test_accuracy": None if test_error is None else 1.0 - test_error,
         "learning_curve": learning_curve,
         "epochs": full_epochs + extra_steps / steps_per_epoch,
         "steps": steps_done,

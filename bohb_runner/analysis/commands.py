@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from functools import partial
 from pathlib import Path
@@ -91,9 +92,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from bohb_runner.analysis.compare import prepare_comparison, run_comparison
     from bohb_runner.analysis.comparison_outputs import write_comparison_outputs
-    from bohb_runner.cli import listen_address, requested_settings
+    from bohb_runner.cli import listen_address, requested_settings, run_options
     from bohb_runner.errors import UserError
-    from bohb_runner.study import RunOptions
 
     args.host = listen_address(args)
     if args.workers < 1:
@@ -101,17 +101,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
     spec = prepare_comparison(args, requested_settings(args))
-    run_options = partial(
-        RunOptions,
-        workers=args.workers,
-        host=args.host,
-        min_workers=args.min_workers,
-        ping_interval=args.ping_interval,
-        progress=not args.no_progress,
-        device=args.device,
-        threads=args.threads,
-    )
-    run_comparison(args, spec, run_options)
+    options = run_options(args)
+    run_comparison(args, spec, partial(dataclasses.replace, options))
     paths = write_comparison_outputs(args.out, spec)
     print((args.out / "comparison.md").read_text(), end="")
     print(f"wrote {', '.join(str(p) for p in paths)}; HTML report: bohb-runner report {args.out}", file=sys.stderr)
