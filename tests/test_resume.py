@@ -323,6 +323,7 @@ def test_workers_outlive_a_killed_master_and_serve_the_resumed_one(tmp_path):
         "--max-budget", 9, "--iterations", 4, "--ping-interval", 1, "--no-progress",
     ]  # fmt: skip
     master = start_cli(*master_args)
+    resumed = None
     worker = _start_worker(study, "w", "--wait-for-master", 120)
     try:
         wait_until(lambda: len(journal_lines(study)) >= 5, 120, "five results")
@@ -336,8 +337,8 @@ def test_workers_outlive_a_killed_master_and_serve_the_resumed_one(tmp_path):
         assert resumed.returncode == 0, err
         assert worker.wait(timeout=30) == 0
     finally:
-        for process in (master, worker):
-            if process.poll() is None:
+        for process in (master, worker, resumed):
+            if process is not None and process.poll() is None:
                 process.kill()
     assert journal_lines(study)[: len(before)] == before
     assert_schedule_complete(study)
