@@ -157,11 +157,6 @@ class TrainedModel:
     state: TrainingState | None = None
 
 
-def repeat_seed(seed: int, repeat: int) -> int:
-    """The training seed of repeat ``repeat``: the study seed itself for repeat 0 (results unchanged)."""
-    return seed if repeat == 0 else seed_for(seed, 0x4E9E, repeat)
-
-
 def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
     """The mixed-precision type for ``device``: bfloat16 or float16 on CUDA, none elsewhere.
 
