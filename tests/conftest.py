@@ -97,6 +97,41 @@ def processes_mentioning(text: str) -> list[int]:
     return pids
 
 
+def journal_lines(study: Path) -> list[bytes]:
+    """The whole lines of a study's results journal, as bytes (a torn last line left out)."""
+    path = study / "results.jsonl"
+    if not path.exists():
+        return []
+    return path.read_bytes().split(b"\n")[:-1]
+
+
+def is_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not gone, not a zombie)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def kill_master_after(records: int, *args: str | Path, study: Path) -> list[bytes]:
+    """Start ``bohb-runner ARGS`` on ``study``, SIGKILL its master once ``records`` results are
+    journalled, wait for its local workers to follow; returns the journal's lines."""
+    run = start_cli(*args)
+    children: set[int] = set()
+    try:
+        wait_until(lambda: len(journal_lines(study)) >= records or run.poll() is not None, 120, f"{records} results")
+        assert run.poll() is None, "the study ended before it could be killed"
+        children = descendants(run.pid)
+        run.kill()
+        run.wait(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    # local workers die with their master (PR_SET_PDEATHSIG)
+    wait_until(lambda: not any(is_alive(pid) for pid in children), 30, "workers to exit")
+    return journal_lines(study)
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
     """The command failed with a single-line error mentioning every fragment, and no traceback."""
     assert result.returncode != 0, result

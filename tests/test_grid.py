@@ -27,7 +27,8 @@ from bohb_runner.journal import read_evaluations, read_sampled_configs
 from bohb_runner.schedule import HyperbandSchedule
 from bohb_runner.spaces import load_space
 
-from conftest import SPACE, TESTS, assert_one_line_error, descendants, run_cli, start_cli, wait_until
+from conftest import SPACE, TESTS, assert_one_line_error, run_cli
+from conftest import kill_master_after as kill_run_after
 
 QUADRATIC = TESTS / "data" / "quadratic.yaml"
 
@@ -246,33 +247,9 @@ def test_grid_points_must_be_at_least_two(tmp_path):
     assert not (tmp_path / "s" / "study.json").exists()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def kill_master_after(study: Path, records: int) -> None:
     """Start the (slower) grid study, SIGKILL its master once ``records`` results are journalled."""
-    journal = study / "results.jsonl"
-    run = start_cli(*grid_args(study, worker="user_worker:TimedQuadraticWorker", points=5))
-    children: set[int] = set()
-    try:
-        wait_until(
-            lambda: (journal.exists() and len(journal.read_bytes().splitlines()) >= records) or run.poll() is not None,
-            120,
-            f"{records} results",
-        )
-        assert run.poll() is None, "the study ended before it could be killed"
-        children = descendants(run.pid)
-        run.kill()
-        run.wait(timeout=30)
-    finally:
-        if run.poll() is None:
-            run.kill()
-    # local workers die with their master (PR_SET_PDEATHSIG)
-    wait_until(lambda: not any(_alive(pid) for pid in children), 30, "workers to exit")
+    kill_run_after(records, *grid_args(study, worker="user_worker:TimedQuadraticWorker", points=5), study=study)
 
 
 @pytest.mark.slow

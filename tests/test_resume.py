@@ -17,7 +17,17 @@ import pytest
 from bohb_runner.journal import TEAR_ENV, read_evaluations
 from bohb_runner.schedule import HyperbandSchedule
 
-from conftest import TESTS, assert_one_line_error, cli_env, descendants, run_cli, start_cli, wait_until
+from conftest import (
+    TESTS,
+    assert_one_line_error,
+    cli_env,
+    descendants,
+    journal_lines,
+    run_cli,
+    start_cli,
+    wait_until,
+)
+from conftest import kill_master_after as kill_run_after
 
 QUADRATIC = TESTS / "data" / "quadratic.yaml"
 SCHEDULE = HyperbandSchedule(1, 9, 3)
@@ -30,37 +40,9 @@ def study_args(study: Path, *extra, worker="user_worker:TimedQuadraticWorker", w
     ]  # fmt: skip
 
 
-def journal_lines(study: Path) -> list[bytes]:
-    path = study / "results.jsonl"
-    if not path.exists():
-        return []
-    return [line for line in path.read_bytes().split(b"\n")[:-1]]
-
-
 def kill_master_after(study: Path, records: int, *args, **kwargs) -> list[bytes]:
     """Start a run, SIGKILL its master once ``records`` results are journalled; returns the journal."""
-    run = start_cli(*study_args(study, *args, **kwargs))
-    children = set()
-    try:
-        wait_until(lambda: len(journal_lines(study)) >= records or run.poll() is not None, 120, f"{records} results")
-        children = descendants(run.pid)
-        run.kill()
-        run.wait(timeout=30)
-    finally:
-        if run.poll() is None:
-            run.kill()
-    # local workers die with their master (PR_SET_PDEATHSIG)
-    wait_until(
-        lambda: not any(Path(f"/proc/{pid}").exists() and _alive(pid) for pid in children), 30, "workers to exit"
-    )
-    return journal_lines(study)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    return kill_run_after(records, *study_args(study, *args, **kwargs), study=study)
 
 
 def assert_schedule_complete(study: Path, optimizer: str = "bohb", iterations: int = 4, schedule=SCHEDULE) -> None:

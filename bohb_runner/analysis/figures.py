@@ -42,6 +42,14 @@ def _budget_colours(budgets: Sequence[float]) -> dict[float, Any]:
     return {b: cmap(0.9 * i / (len(ordered) - 1)) for i, b in enumerate(ordered)}
 
 
+def _repeat_error_bars(ax: Any, points: list[tuple[float, float, float | None]], colour: Any, **style: Any) -> None:
+    """Error bars (the spread over ``--repeats``) for the (x, loss, std) points that have a std."""
+    with_std = [p for p in points if p[2] is not None]
+    if with_std:
+        xs, losses, stds = zip(*with_std, strict=True)
+        ax.errorbar(xs, losses, yerr=stds, fmt="none", ecolor=colour, **style)
+
+
 def _budget_legend(ax: Any, colours: dict[float, Any]) -> None:
     for budget, colour in colours.items():
         ax.scatter([], [], color=colour, s=18, label=f"budget {budget:.4g}")
@@ -134,17 +142,7 @@ def evaluations_over_time_figure(evaluations: list[Evaluation], times: list[floa
     for budget, colour in colours.items():
         points = [(t, e.loss, loss_std(e)) for e, t in ok if e.budget == budget]
         ax.scatter([p[0] for p in points], [p[1] for p in points], color=colour, s=18, alpha=0.85)
-        with_std = [p for p in points if p[2] is not None]
-        if with_std:
-            ax.errorbar(
-                [p[0] for p in with_std],
-                [p[1] for p in with_std],
-                yerr=[p[2] for p in with_std],
-                fmt="none",
-                ecolor=colour,
-                alpha=0.6,
-                capsize=2,
-            )
+        _repeat_error_bars(ax, points, colour, alpha=0.6, capsize=2)
     failed = [t for e, t in zip(evaluations, times, strict=True) if not e.ok]
     if failed:
         top = max((e.loss for e, _ in ok), default=1.0)
@@ -176,16 +174,9 @@ def effects_figure(hyperparameters: list[Hyperparameter], evaluations: list[Eval
                 points = [e for e in active if e.budget == budget and finite(e.config[hp.name])]
                 xs = [float(e.config[hp.name]) for e in points]
                 ax.scatter(xs, [e.loss for e in points], color=colour, s=14, alpha=0.8)
-                stds = [(x, e.loss, loss_std(e)) for x, e in zip(xs, points, strict=True) if loss_std(e) is not None]
-                if stds:
-                    ax.errorbar(
-                        [p[0] for p in stds],
-                        [p[1] for p in stds],
-                        yerr=[p[2] for p in stds],
-                        fmt="none",
-                        ecolor=colour,
-                        alpha=0.5,
-                    )
+                _repeat_error_bars(
+                    ax, [(x, e.loss, loss_std(e)) for x, e in zip(xs, points, strict=True)], colour, alpha=0.5
+                )
             if hp.log and all(float(e.config[hp.name]) > 0 for e in active if finite(e.config[hp.name])) and active:
                 ax.set_xscale("log")
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from bohb_runner.errors import StudyError, UserError
@@ -205,16 +206,16 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"wrote {script} ({layout.describe()}); dry run, not submitted: `sbatch {script}` submits it")
         return 0
-    job_id = sbatch(script)
-    record_job(study_dir, job_id, "study", script)
-    if args.parsable:
-        print(job_id)
-    else:
-        print(
+    return _submit(
+        study_dir,
+        script,
+        "study",
+        args.parsable,
+        lambda job_id: (
             f"submitted job {job_id}: {layout.describe()}; script {script}; "
             f"log {study_dir / 'logs' / f'slurm-{job_id}.out'}"
-        )
-    return 0
+        ),
+    )
 
 
 def _cmd_add_workers(args: argparse.Namespace) -> int:
@@ -247,15 +248,23 @@ def _cmd_add_workers(args: argparse.Namespace) -> int:
             f"{args.wait_for_master:g} s for a master",
             file=sys.stderr,
         )
-    job_id = sbatch(script)
-    record_job(study_dir, job_id, "workers", script)
-    if args.parsable:
-        print(job_id)
-    else:
-        print(
+    return _submit(
+        study_dir,
+        script,
+        "workers",
+        args.parsable,
+        lambda job_id: (
             f"submitted job array {job_id}: {args.count} workers for {study_dir}; script {script}; "
             f"logs {study_dir / 'logs' / f'slurm-{job_id}_*.out'}"
-        )
+        ),
+    )
+
+
+def _submit(study_dir: Path, script: Path, role: str, parsable: bool, describe: Callable[[str], str]) -> int:
+    """Submit ``script``, record the job in the study (for `status` and later submissions) and say so."""
+    job_id = sbatch(script)
+    record_job(study_dir, job_id, role, script)
+    print(job_id if parsable else describe(job_id))
     return 0
 
 
