@@ -37,6 +37,7 @@ import Pyro4.naming
 import Pyro4.util
 import serpent
 
+from bohb_runner.callback_proxy import reused_callback_proxy
 from bohb_runner.errors import StudyError
 from bohb_runner.network import is_loopback
 
@@ -204,14 +205,16 @@ def _serialize_proxy_without_key(obj: Any, serializer: serpent.Serializer, out: 
 
 
 def _proxy_from_wire(classname: str, data: dict[str, Any]) -> Pyro4.core.Proxy:
-    """A proxy received over the wire, given this process's study key (never the sender's)."""
-    received = Pyro4.core.Proxy.__new__(Pyro4.core.Proxy)
+    """A proxy received over the wire, given this process's study key (never the sender's).
+
+    The only proxy bohb-runner's protocol sends is the dispatcher's callback, which arrives
+    with every job: one proxy per dispatcher is kept, with its connection (see
+    :mod:`bohb_runner.callback_proxy`).
+    """
     state = list(data["state"])
     if len(state) > 5:
         state[5] = None
-    received.__setstate_from_dict__(tuple(state))
-    received._pyroHmacKey = _process_key
-    return received
+    return reused_callback_proxy(tuple(state), _process_key)
 
 
 def install_wire_hooks() -> None:

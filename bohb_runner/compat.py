@@ -30,6 +30,8 @@ import serpent
 from bohb_runner.auth import install_wire_hooks
 
 _installed = False
+# the most connections one daemon serves at once (Pyro4 starts a thread per connection)
+MAX_WORKER_CONNECTIONS = 2048
 
 
 def to_native(value: Any) -> Any:
@@ -105,15 +107,17 @@ def configure_pyro(host: str = "127.0.0.1") -> None:
     """Set Pyro4 up the way every bohb-runner process needs it.
 
     Only serpent is accepted (never pickle: data from the network is never unpickled); daemons
-    listen on loopback unless a host is given; the thread pool is large enough that dozens of
-    workers holding connections to the dispatcher cannot starve it.
+    listen on loopback unless a host is given. Each worker keeps a connection to the dispatcher
+    (for its results) and one to the nameserver (for its liveness pings), and Pyro's thread
+    server gives each connection a thread of its pool: the pool may grow to 2,048 threads, so
+    that many workers can report to one master (threads are only made as connections come).
     """
     install_serpent_numpy_support()
     install_wire_hooks()  # proxies never carry the study's key over the wire
     Pyro4.config.SERIALIZER = "serpent"
     Pyro4.config.SERIALIZERS_ACCEPTED = {"serpent"}
     Pyro4.config.HOST = host
-    Pyro4.config.THREADPOOL_SIZE = max(Pyro4.config.THREADPOOL_SIZE, 512)
+    Pyro4.config.THREADPOOL_SIZE = max(Pyro4.config.THREADPOOL_SIZE, MAX_WORKER_CONNECTIONS)
 
 
 def silence_configspace_deprecations() -> None:

@@ -97,6 +97,11 @@ class StudyDispatcher(Dispatcher):
             with self._nameserver() as ns:
                 uri = self.pyro_daemon.register(self, self.pyro_id)
                 ns.register(self.pyro_id, uri)
+            # what each job tells its worker to report to: a bare proxy, made once. Pyro would
+            # otherwise turn ``self`` into a new proxy with this class's metadata for every job;
+            # the worker gets the metadata when it connects (and keeps the connection, see
+            # bohb_runner.callback_proxy)
+            self.callback = Pyro4.core.Proxy(uri)
             self.logger.info("dispatcher listening on %s", self.pyro_daemon.locationStr)
             threads = [(self.discover_workers, "discover-workers"), (self.job_runner, "job-runner")]
             if self.job_timeout:
@@ -295,7 +300,7 @@ class StudyDispatcher(Dispatcher):
 
     def _start_on_worker(self, job: Job, worker: WorkerHandle) -> None:
         try:
-            worker.proxy.start_computation(self, job.id, **job.kwargs)
+            worker.proxy.start_computation(self.callback, job.id, **job.kwargs)
             self.logger.debug("job %s started on %s", job.id, worker.name)
         except Pyro4.errors.CommunicationError as exc:
             self.logger.warning("worker %s unreachable (%s); job %s goes back to the queue", worker.name, exc, job.id)

@@ -16,7 +16,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,15 +33,24 @@ T = TypeVar("T")
 
 
 def json_safe(value: Any) -> Any:
-    """Plain-Python, strict-JSON version of a value: numpy converted, NaN and infinities as None."""
-    value = to_native(value)
-    if isinstance(value, float):
+    """Plain-Python, strict-JSON version of a value: numpy converted, NaN and infinities as None.
+
+    One pass over the value (the master calls this for every result it journals): plain
+    scalars return at once, and numpy or torch values go through :func:`to_native` first.
+    """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
         return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if kind is dict:
+        return {k if type(k) is str else str(to_native(k)): json_safe(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
         return [json_safe(v) for v in value]
-    return value
+    native = to_native(value)
+    if type(native) is kind:  # nothing to convert (an unknown object: json decides)
+        return native
+    return json_safe(native)
 
 
 @dataclass
@@ -70,9 +79,9 @@ class Evaluation:
         return self.status == "ok" and self.loss is not None
 
     def to_json(self) -> dict[str, Any]:
-        record = json_safe(asdict(self))
-        record["config_id"] = list(self.config_id)
-        return record
+        # field by field rather than dataclasses.asdict, which deep-copies every value: this
+        # runs once per result on the master's critical path
+        return json_safe({name: getattr(self, name) for name in self.__dataclass_fields__})
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> Evaluation:
@@ -93,9 +102,7 @@ class SampledConfig:
     sampled: float
 
     def to_json(self) -> dict[str, Any]:
-        record = json_safe(asdict(self))
-        record["config_id"] = list(self.config_id)
-        return record
+        return json_safe({name: getattr(self, name) for name in self.__dataclass_fields__})
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> SampledConfig:

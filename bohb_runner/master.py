@@ -144,6 +144,8 @@ class StudyMaster(Master):
         self._replay_pending: dict[tuple[tuple[int, int, int], float], tuple[dict, float]] = {}
         self._remaining_iterations = 0
         self._registered_sequence = 0  # the last journal line (of this run) whose result is registered
+        self._unregistered: dict[int, tuple[Job, Evaluation]] = {}  # journalled, waiting for their turn
+        self._finished_prefix = 0  # iterations before this index are all finished
 
         self.dispatcher = StudyDispatcher(
             self.job_callback,
@@ -182,7 +184,9 @@ class StudyMaster(Master):
         value = derived_seed(self.seed, *parts)
         np.random.seed(value)
         space = getattr(self.config_generator, "configspace", None)
-        if space is not None:
+        if isinstance(getattr(space, "random", None), np.random.RandomState):
+            space.random.seed(value)  # the stream of space.seed(value), without a new RandomState
+        elif space is not None:
             space.seed(value)
         yield
 
@@ -229,6 +233,21 @@ class StudyMaster(Master):
                     break
                 self.thread_cond.wait()
         return self.iterations
+
+    def active_iterations(self) -> list[int]:
+        """Indices of the unfinished iterations, as hpbandster's, without rescanning the finished.
+
+        hpbandster checks every iteration ever started on each call, and the run loop calls it
+        for every job: a cost that grows with the study. Iterations finish roughly in order, so
+        the scan starts after the leading run of finished ones.
+        """
+        while self._finished_prefix < len(self.iterations) and self.iterations[self._finished_prefix].is_finished:
+            self._finished_prefix += 1
+        return [
+            index
+            for index in range(self._finished_prefix, len(self.iterations))
+            if not self.iterations[index].is_finished
+        ]
 
     def _advance(self) -> bool:
         """Submit the next job hpbandster's loop would run, or start the next iteration.
@@ -349,21 +368,23 @@ class StudyMaster(Master):
 
         The line is written under the lock, so the journal's order is the order in which the
         results are registered (what a resume replays); the fsync happens outside it, shared
-        by results that arrive together (see :class:`JournalWriter`); then each result waits
-        for its turn to be registered.
+        by results that arrive together (see :class:`JournalWriter`). Once its line is durable,
+        a result's thread registers every journalled result up to its own, in journal order:
+        lines before it are durable too (one fsync covers all earlier writes), and no thread
+        waits for another's turn.
         """
         with self.thread_cond:
             _normalize_job_result(job)
             datum = self.iterations[job.id[0]].data[job.id]
             evaluation = evaluation_from_job(job, datum.config_info)
             sequence = self.results_journal.write(evaluation.to_json())
+            self._unregistered[sequence] = (job, evaluation)
         self.results_journal.sync(sequence)
         with self.thread_cond:
-            while self._registered_sequence != sequence - 1:
-                self._raise_if_failed()
-                self.thread_cond.wait()
-            self._register_result(job, evaluation, replayed=False)
-            self._registered_sequence = sequence
+            while self._registered_sequence < sequence:
+                following = self._registered_sequence + 1
+                self._register_result(*self._unregistered.pop(following), replayed=False)
+                self._registered_sequence = following
             self.thread_cond.notify_all()
 
     def _register_result(self, job: Job, evaluation: Evaluation, replayed: bool) -> None:
@@ -372,8 +393,10 @@ class StudyMaster(Master):
         if self.result_logger is not None and not replayed:
             self.result_logger(job)
         self.iterations[job.id[0]].register_result(job)
-        with self._seeded(*job.id, job.kwargs["budget"]):
-            self.config_generator.new_result(job)
+        # the model's imputation draws from numpy's global RNG; the space's RNG is not used
+        # here (and is seeded before every sampling), so only numpy's is seeded
+        np.random.seed(derived_seed(self.seed, *job.id, job.kwargs["budget"]))
+        self.config_generator.new_result(job)
         if not replayed:
             self.observer.evaluation_finished(evaluation)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import ConfigSpace as CS
+import Pyro4
 from hpbandster.core.result import json_result_logger
 
 from bohb_runner import auth, compat
@@ -390,6 +391,10 @@ def run_master(study_dir: Path, options: RunOptions) -> StudyResults:
     settings = read_settings(study_dir)
     compat.install()
     compat.configure_pyro(options.host)
+    # The master's daemons serve short calls only; with workers keeping their connection to the
+    # dispatcher (bohb_runner.callback_proxy), a result is handled in that connection's own
+    # thread instead of a new thread per result.
+    Pyro4.config.ONEWAY_THREADED = False
     auth.use_key(auth.ensure_secret(study_dir))  # every daemon and proxy of this study uses it
     setup_file_logging(log_path(study_dir, "master"))
     logger.info("study %s (run %s): %s", study_dir, settings.run_id, settings.optimizer)

@@ -72,7 +72,9 @@ class MasterWatch:
     """Notices when the master (and the nameserver in its process) has gone away.
 
     A worker has no other way to know: it only ever receives calls. Every ``interval`` seconds
-    it pings the nameserver; after ``misses`` failures in a row the master counts as lost.
+    it pings the nameserver; after ``misses`` failures in a row the master counts as lost. The
+    pings share one connection (a new one only after a failure): with hundreds of workers, a
+    connection and handshake per ping would be a steady load on the master.
     """
 
     def __init__(
@@ -87,18 +89,29 @@ class MasterWatch:
 
     def watch(self, daemon: Pyro4.core.Daemon) -> None:
         failures = 0
-        while not self._stop.wait(self.interval):
-            try:
-                with auth.locate_nameserver(self.address.host, self.address.port, self.hmac_key, timeout=5) as ns:
-                    ns.ping()
-                failures = 0
-            except Pyro4.errors.PyroError:
-                failures += 1
-                if failures >= self.misses:
-                    logger.warning("the master at %s:%d is gone", self.address.host, self.address.port)
-                    self.lost.set()
-                    daemon.shutdown()
-                    return
+        nameserver: Pyro4.core.Proxy | None = None
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    if nameserver is None:
+                        nameserver = auth.locate_nameserver(
+                            self.address.host, self.address.port, self.hmac_key, timeout=5
+                        )
+                    nameserver.ping()
+                    failures = 0
+                except Pyro4.errors.PyroError:
+                    if nameserver is not None:
+                        nameserver._pyroRelease()
+                        nameserver = None
+                    failures += 1
+                    if failures >= self.misses:
+                        logger.warning("the master at %s:%d is gone", self.address.host, self.address.port)
+                        self.lost.set()
+                        daemon.shutdown()
+                        return
+        finally:
+            if nameserver is not None:
+                nameserver._pyroRelease()
 
     def stop(self) -> None:
         self._stop.set()
