@@ -1,6 +1,6 @@
 """Master throughput with zero-cost workers: bohb-runner's BOHB against plain hpbandster's.
 
-    python bench/master_throughput.py [--workers 8,32] [--iterations 8]
+    python bench/master_throughput.py [--workers 8,32] [--iterations 24]
 
 Both run BOHB on the reduced LeNet's space (``spaces/lenet.yaml``, 7 hyperparameters, one
 conditional), budgets 1 to 27, eta 3, with workers whose jobs return at once
@@ -8,7 +8,8 @@ conditional), budgets 1 to 27, eta 3, with workers whose jobs return at once
 fitting, bookkeeping and the RPC round trips.
 
 * bohb-runner: ``bohb-runner run --workers N --min-workers N`` (vectorised sampler, fsynced
-  journal, serpent, authenticated Pyro4), worker processes as in any study;
+  journal, serpent, authenticated Pyro4, workers keeping their connection to the dispatcher),
+  worker processes as in any study;
 * hpbandster: its own ``BOHB`` master, ``NameServer`` and ``Worker`` processes, with
   bohb-runner's compat layer's numpy fixes only (without them it hangs on numpy 2).
 
@@ -149,7 +150,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", nargs="?", default="compare", choices=["compare", "_hpbandster_master"])
     parser.add_argument("--workers", default="8,32")
-    parser.add_argument("--iterations", type=int, default=8, help="Hyperband iterations per run (default: 8)")
+    parser.add_argument(
+        "--iterations", type=int, default=24, help="Hyperband iterations per run (default: 24, 390 jobs)"
+    )
     parser.add_argument("--worker-class", default="ZeroCostWorker")
     parser.add_argument("--max-budget", type=float, default=27)
     parser.add_argument("--out")
