@@ -14,7 +14,10 @@ fitting, bookkeeping and the RPC round trips.
   bohb-runner's compat layer's numpy fixes only (without them it hangs on numpy 2).
 
 Jobs per second = evaluations / (last result - first submission), from each one's own
-timestamps, so process start-up is not counted for either. Prints both and their ratio
+timestamps, so process start-up is not counted for either. Master CPU ms per job = the master
+process's CPU time (all its threads: nameserver, dispatcher, optimizer) from its first result to
+its last, per result: with zero-cost workers the master is bound by it, and unlike jobs/s it
+hardly depends on what else the machine is doing. Prints both and their ratio
 (target: at least 10x), side by side in one run. ``--profile`` also writes a cProfile of
 bohb-runner's master (``python -m cProfile``) for the per-job fixed costs.
 """
@@ -22,11 +25,13 @@ bohb-runner's master (``python -m cProfile``) for the per-job fixed costs.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -57,15 +62,66 @@ def run_bohb_runner(
             "--min-budget", "1", "--max-budget", str(max_budget), "--eta", "3", "--iterations", str(iterations),
             "--no-progress", "--ping-interval", str(PING_INTERVAL), *extra,
         ]  # fmt: skip
-        completed = subprocess.run(
-            command, cwd=PROJECT, capture_output=True, text=True, timeout=1800, env={**os.environ, **(env or {})}
-        )
-        if completed.returncode != 0:
-            sys.exit(f"bohb-runner study failed:\n{completed.stderr[-2000:]}")
-        records = [json.loads(line) for line in (study / "results.jsonl").read_text().splitlines()]
+        stderr = Path(tmp) / "stderr"
+        with stderr.open("w") as err:
+            process = subprocess.Popen(
+                command, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, **(env or {})}
+            )
+            cpu_samples = _sample_cpu_while_running(process, study / "results.jsonl", timeout=1800)
+        if process.returncode != 0:
+            sys.exit(f"bohb-runner study failed:\n{stderr.read_text()[-2000:]}")
+        journal = (study / "results.jsonl").read_bytes()
+        records = [json.loads(line) for line in journal.splitlines()]
         sampled = [json.loads(line) for line in (study / "configs.jsonl").read_text().splitlines()]
     picks = [bool(s.get("config_info", {}).get("model_based_pick")) for s in sampled]
-    return {**_throughput([(r["submitted"], r["finished"]) for r in records]), "model_based": sum(picks)}
+    return {
+        **_throughput([(r["submitted"], r["finished"]) for r in records]),
+        "model_based": sum(picks),
+        "cpu_ms_per_job": _cpu_ms_per_job(cpu_samples, journal),
+    }
+
+
+def _process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process, all its threads (Linux ``/proc``; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _sample_cpu_while_running(
+    process: subprocess.Popen, journal: Path, timeout: float, interval: float = 0.01
+) -> list[tuple[int, float]]:
+    """(journal size, master CPU seconds) every ``interval`` until the master exits: what its
+    CPU time per job is computed from (the size, not the lines: the poll must cost nothing)."""
+    samples: list[tuple[int, float]] = []
+    deadline = time.monotonic() + timeout
+    while process.poll() is None:
+        if time.monotonic() > deadline:
+            process.kill()
+            sys.exit("bohb-runner study timed out")
+        cpu = _process_cpu_seconds(process.pid)
+        try:
+            size = journal.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if cpu is not None:
+            samples.append((size, cpu))
+        time.sleep(interval)
+    return samples
+
+
+def _cpu_ms_per_job(samples: list[tuple[int, float]], journal: bytes) -> float | None:
+    """The master's CPU time from its first result to its last, per result in between; start-up
+    and shutdown are left out, as in the jobs/s figure."""
+    line_ends = [index + 1 for index, byte in enumerate(journal) if byte == ord("\n")]
+    counted = [(bisect.bisect_right(line_ends, size), cpu) for size, cpu in samples]
+    started = next((pair for pair in counted if pair[0] >= 1), None)
+    finished = next((pair for pair in counted if pair[0] == len(line_ends)), None)
+    if started is None or finished is None or finished[0] <= started[0]:
+        return None
+    return 1000 * (finished[1] - started[1]) / (finished[0] - started[0])
 
 
 def run_hpbandster(
@@ -84,7 +140,16 @@ def run_hpbandster(
         if completed.returncode != 0:
             sys.exit(f"hpbandster study failed:\n{completed.stderr[-2000:]}")
         recorded = json.loads(out.read_text())
-        return {**_throughput([tuple(pair) for pair in recorded["stamps"]]), "model_based": recorded["model_based"]}
+        cpu = recorded["cpu_at_result"]
+        return {
+            **_throughput([tuple(pair) for pair in recorded["stamps"]]),
+            "model_based": recorded["model_based"],
+            "cpu_ms_per_job": 1000 * (cpu[-1] - cpu[0]) / (len(cpu) - 1) if len(cpu) > 1 else None,
+        }
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def _throughput(stamps: list[tuple[float, float]]) -> dict[str, float]:
@@ -111,10 +176,22 @@ def _hpbandster_master(args: argparse.Namespace) -> None:
         )
         for index in range(args.workers)
     ]
+    cpu_at_result: list[float] = []
+
+    class CpuAtResult:
+        """hpbandster's result-logger interface, used to note the process's CPU time per result."""
+
+        def new_config(self, *args: object) -> None:
+            pass
+
+        def __call__(self, job: object) -> None:
+            cpu_at_result.append(time.process_time())  # every thread of this process
+
     try:
         bohb = BOHB(
             configspace=load_space(SPACE), run_id=run_id, nameserver=host, nameserver_port=port,
             min_budget=1, max_budget=args.max_budget, eta=3, ping_interval=PING_INTERVAL,
+            result_logger=CpuAtResult(),
         )  # fmt: skip
         result = bohb.run(n_iterations=args.iterations, min_n_workers=args.workers)
         bohb.shutdown(shutdown_workers=True)
@@ -128,7 +205,9 @@ def _hpbandster_master(args: argparse.Namespace) -> None:
     stamps = [(r.time_stamps["submitted"], r.time_stamps["finished"]) for r in result.get_all_runs()]
     infos = [c.get("config_info", {}) for c in result.get_id2config_mapping().values()]
     model_based = sum(bool(info.get("model_based_pick")) for info in infos)
-    Path(args.out).write_text(json.dumps({"stamps": stamps, "model_based": model_based}))
+    Path(args.out).write_text(
+        json.dumps({"stamps": stamps, "model_based": model_based, "cpu_at_result": cpu_at_result})
+    )
 
 
 def _hpbandster_worker(run_id: str, host: str, port: str, worker_class: str, index: str) -> None:
@@ -166,7 +245,7 @@ def main() -> None:
           f"{args.iterations} iterations, {args.worker_class}")  # fmt: skip
     print(
         f"{'workers':>7}  {'jobs':>5}  {'bohb-runner jobs/s':>18}  {'hpbandster jobs/s':>17}  {'ratio':>6}"
-        "  model-based picks (bohb-runner/hpbandster)"
+        "  master CPU ms/job (bohb-runner/hpbandster)  model-based picks (bohb-runner/hpbandster)"
     )
     for count in (int(w) for w in args.workers.split(",")):
         ours = run_bohb_runner(
@@ -175,7 +254,9 @@ def main() -> None:
         theirs = run_hpbandster(count, args.iterations, args.worker_class, max_budget=args.max_budget)
         print(
             f"{count:>7}  {ours['jobs']:>5}  {ours['jobs_per_s']:>18.1f}  {theirs['jobs_per_s']:>17.2f}  "
-            f"{ours['jobs_per_s'] / theirs['jobs_per_s']:>6.1f}  {ours['model_based']}/{theirs['model_based']}",
+            f"{ours['jobs_per_s'] / theirs['jobs_per_s']:>6.1f}  "
+            f"{_ms(ours['cpu_ms_per_job']):>17} / {_ms(theirs['cpu_ms_per_job']):<22}  "
+            f"{ours['model_based']}/{theirs['model_based']}",
             flush=True,
         )
 
