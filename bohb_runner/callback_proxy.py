@@ -47,13 +47,18 @@ class ReusedCallbackProxy(Pyro4.core.Proxy):
 
 
 def peer_has_closed(sock: socket.socket) -> bool:
-    """True when the other end closed ``sock`` (or it failed), as far as can be seen without waiting."""
+    """True when the other end closed ``sock`` (or it failed), as far as can be seen without waiting.
+
+    ``poll`` rather than ``select``, which cannot take descriptors above 1023.
+    """
     try:
-        readable, _, failed = select.select([sock], [], [sock], 0)
-        if failed:
-            return True
-        if not readable:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLPRI)
+        events = poller.poll(0)
+        if not events:
             return False
+        if events[0][1] & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+            return True
         return sock.recv(1, socket.MSG_PEEK) == b""
     except (OSError, ValueError):  # a closed descriptor
         return True

@@ -391,9 +391,10 @@ def run_master(study_dir: Path, options: RunOptions) -> StudyResults:
     settings = read_settings(study_dir)
     compat.install()
     compat.configure_pyro(options.host)
-    # The master's daemons serve short calls only; with workers keeping their connection to the
-    # dispatcher (bohb_runner.callback_proxy), a result is handled in that connection's own
-    # thread instead of a new thread per result.
+    # Workers keep their connection to the dispatcher (bohb_runner.callback_proxy), so a result
+    # is handled in that connection's own thread instead of a new thread per result. A Pyro4
+    # setting of the whole process: the master's daemons serve short calls only, and workers
+    # run in processes of their own.
     Pyro4.config.ONEWAY_THREADED = False
     auth.use_key(auth.ensure_secret(study_dir))  # every daemon and proxy of this study uses it
     setup_file_logging(log_path(study_dir, "master"))
