@@ -82,8 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="start K local workers on each visible GPU (K x GPUs in all) instead of --workers",
     )
-    run.add_argument("--device", default="auto", help="device for local workers: auto, cpu, cuda, cuda:N, cuda:each")
-    run.add_argument("--threads", type=int, default=1, help="CPU threads per local worker (default: 1)")
+    add_local_worker_options(run)
     run.set_defaults(handler=_cmd_run)
 
     master = commands.add_parser("master", help="run the nameserver and master only; start workers separately")
@@ -233,9 +232,20 @@ def requested_settings(args: argparse.Namespace) -> dict[str, Any]:
 def add_master_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("master")
     add_listen_options(group, "the nameserver and master listen on")
-    group.add_argument("--min-workers", type=int, default=1, help="workers to wait for before starting (default: 1)")
-    group.add_argument("--ping-interval", type=float, default=10.0, help="seconds between worker liveness checks")
+    add_worker_pool_options(group)
     group.add_argument("--no-progress", action="store_true", help="no live progress line")
+
+
+def add_worker_pool_options(parser: argparse._ActionsContainer) -> None:
+    """How the master waits for and watches its workers (``run``, ``master``, ``slurm submit``)."""
+    parser.add_argument("--min-workers", type=int, default=1, help="workers to wait for before starting (default: 1)")
+    parser.add_argument("--ping-interval", type=float, default=10.0, help="seconds between worker liveness checks")
+
+
+def add_local_worker_options(parser: argparse.ArgumentParser) -> None:
+    """Device and threads of the worker processes a command starts itself (``run``, ``compare``)."""
+    parser.add_argument("--device", default="auto", help="device for local workers: auto, cpu, cuda, cuda:N, cuda:each")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads per local worker (default: 1)")
 
 
 def add_listen_options(parser: argparse._ActionsContainer, who: str) -> None:

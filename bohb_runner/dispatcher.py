@@ -33,7 +33,6 @@ from hpbandster.core.dispatcher import Dispatcher, Job
 from hpbandster.core.dispatcher import Worker as WorkerHandle
 
 from bohb_runner import auth
-from bohb_runner.compat import to_native
 
 logger = logging.getLogger(__name__)
 
@@ -340,7 +339,8 @@ class StudyDispatcher(Dispatcher):
                     worker.runs_job = None
                     self.idle_workers.add(job.worker_name)
                     self.runner_cond.notify_all()
-            result = to_native(result) if isinstance(result, dict) else {}
+            # plain Python already (serpent carries no numpy); the master normalizes the result
+            result = result if isinstance(result, dict) else {}
             self._finish_job(job, result.get("result"), result.get("exception"))
         except Exception:
             self._fail("result registration", traceback.format_exc())

@@ -14,7 +14,7 @@ from bohb_runner.settings import OPTIMIZERS
 def register(commands: argparse._SubParsersAction) -> None:
     """Add this module's sub-commands to ``bohb-runner``."""
     from bohb_runner import cli
-    from bohb_runner.cli import STUDY_OPTIONS, add_master_options
+    from bohb_runner.cli import STUDY_OPTIONS, add_local_worker_options, add_master_options
 
     compare = commands.add_parser(
         "compare",
@@ -55,10 +55,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     compare.set_defaults(optimizer=None, seed=None)
     add_master_options(compare)
     compare.add_argument("--workers", type=int, default=1, help="local worker processes per run (default: 1)")
-    compare.add_argument(
-        "--device", default="auto", help="device for local workers: auto, cpu, cuda, cuda:N, cuda:each"
-    )
-    compare.add_argument("--threads", type=int, default=1, help="CPU threads per local worker (default: 1)")
+    add_local_worker_options(compare)
     compare.set_defaults(handler=_cmd_compare)
 
     report = commands.add_parser(

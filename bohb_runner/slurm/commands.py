@@ -35,7 +35,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     slurm = commands.add_parser("slurm", help="run a study as SLURM jobs (submit, add-workers)")
     actions = slurm.add_subparsers(dest="slurm_command", required=True, metavar="ACTION")
 
-    from bohb_runner.cli import add_study_options
+    from bohb_runner.cli import add_study_options, add_worker_pool_options
 
     submit = actions.add_parser(
         "submit",
@@ -52,8 +52,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--workers-per-node", type=int, default=None, help="workers per node when --gpus-per-node is 0 (default: 1)"
     )
     layout.add_argument("--cpus-per-task", type=int, default=1, help="CPUs (training threads) per worker (default: 1)")
-    layout.add_argument("--min-workers", type=int, default=1, help="workers the master waits for (default: 1)")
-    layout.add_argument("--ping-interval", type=float, default=10.0, help="seconds between worker liveness checks")
+    add_worker_pool_options(layout)
     _add_job_options(submit)
     submit.add_argument(
         "--signal-margin",
