@@ -23,8 +23,8 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from bohb_runner.journal import read_evaluations  # noqa: E402
-from bohb_runner.schedule import HyperbandSchedule  # noqa: E402
+from bohb_runner.store.journal import read_evaluations  # noqa: E402
+from bohb_runner.store.schedule import HyperbandSchedule  # noqa: E402
 
 
 def run_study(study: Path, args: argparse.Namespace, *extra: str) -> None:

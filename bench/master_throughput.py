@@ -163,9 +163,11 @@ def _hpbandster_master(args: argparse.Namespace) -> None:
     from hpbandster.optimizers import BOHB
 
     from bohb_runner import compat
-    from bohb_runner.spaces import load_space
+    from bohb_runner.store.spaces import load_space
+    from bohb_runner.wire.pyro import configure_pyro
 
-    compat.install()  # numpy 2 values through serpent: without this hpbandster hangs
+    configure_pyro()  # numpy 2 values through serpent: without this hpbandster hangs
+    compat.silence_configspace_deprecations()
     run_id = f"bench-{os.getpid()}"
     nameserver = hpns.NameServer(run_id=run_id, host="127.0.0.1", port=None)
     host, port = nameserver.start()
@@ -215,8 +217,10 @@ def _hpbandster_worker(run_id: str, host: str, port: str, worker_class: str, ind
     import bench_workers
 
     from bohb_runner import compat
+    from bohb_runner.wire.pyro import configure_pyro
 
-    compat.install()
+    configure_pyro()
+    compat.silence_configspace_deprecations()
     cls = getattr(bench_workers, worker_class)
     worker = cls(run_id=run_id, nameserver=host, nameserver_port=int(port), id=int(index))
     worker.run(background=False)

@@ -26,8 +26,8 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from bohb_runner.journal import read_evaluations  # noqa: E402
-from bohb_runner.schedule import HyperbandSchedule  # noqa: E402
+from bohb_runner.store.journal import read_evaluations  # noqa: E402
+from bohb_runner.store.schedule import HyperbandSchedule  # noqa: E402
 
 SPACE = PROJECT / "tests" / "data" / "quadratic.yaml"
 WORKER = f"{PROJECT / 'tests' / 'user_worker.py'}:QuadraticWorker"

@@ -28,8 +28,8 @@ from hpbandster.core.dispatcher import Job  # noqa: E402
 from hpbandster.optimizers.config_generators.bohb import BOHB as HpBandSterBOHB  # noqa: E402
 
 from bohb_runner import compat  # noqa: E402
-from bohb_runner.kde_sampler import VectorizedBOHB  # noqa: E402
-from bohb_runner.spaces import load_space  # noqa: E402
+from bohb_runner.master.kde_sampler import VectorizedBOHB  # noqa: E402
+from bohb_runner.store.spaces import load_space  # noqa: E402
 
 SPACE = PROJECT / "spaces" / "lenet.yaml"
 
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--observations", default="100,1000")
     parser.add_argument("--configs", type=int, default=200)
     args = parser.parse_args()
-    compat.install()
+    compat.silence_configspace_deprecations()
     warnings.simplefilter("ignore")
     print(f"machine: {os.cpu_count()} CPU cores; {SPACE.name}; CPU ms; model-based proposals only")
     print(

@@ -25,15 +25,15 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     if name == "StudyResults":
-        from bohb_runner.results import StudyResults
+        from bohb_runner.store.results import StudyResults
 
         return StudyResults
     if name == "StudySettings":
-        from bohb_runner.settings import StudySettings
+        from bohb_runner.store.settings import StudySettings
 
         return StudySettings
     if name == "Evaluation":
-        from bohb_runner.journal import Evaluation
+        from bohb_runner.store.journal import Evaluation
 
         return Evaluation
     raise AttributeError(f"module 'bohb_runner' has no attribute {name!r}")

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bohb_runner.results import StudyResults
-from bohb_runner.settings import DEFAULT_WORKER, BOHBOptions
-from bohb_runner.spaces import load_space, space_to_dict
-from bohb_runner.study import RunOptions, open_study, run_master
+from bohb_runner.master.create import open_study
+from bohb_runner.master.run import RunOptions, run_master
+from bohb_runner.store.results import StudyResults
+from bohb_runner.store.settings import DEFAULT_WORKER, BOHBOptions
+from bohb_runner.store.spaces import load_space, space_to_dict
 
 
 def run_study(

@@ -24,14 +24,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import Pyro4
 import serpent
 
-from bohb_runner.auth import install_wire_hooks
-
 _installed = False
-# the most connections one daemon serves at once (Pyro4 starts a thread per connection)
-MAX_WORKER_CONNECTIONS = 2048
 
 
 def to_native(value: Any) -> Any:
@@ -103,23 +98,6 @@ def install_serpent_numpy_support() -> None:
     _installed = True
 
 
-def configure_pyro(host: str = "127.0.0.1") -> None:
-    """Set Pyro4 up the way every bohb-runner process needs it.
-
-    Only serpent is accepted (never pickle: data from the network is never unpickled); daemons
-    listen on loopback unless a host is given. Each worker keeps a connection to the dispatcher
-    (for its results) and one to the nameserver (for its liveness pings), and Pyro's thread
-    server gives each connection a thread of its pool: the pool may grow to 2,048 threads, so
-    that many workers can report to one master (threads are only made as connections come).
-    """
-    install_serpent_numpy_support()
-    install_wire_hooks()  # proxies never carry the study's key over the wire
-    Pyro4.config.SERIALIZER = "serpent"
-    Pyro4.config.SERIALIZERS_ACCEPTED = {"serpent"}
-    Pyro4.config.HOST = host
-    Pyro4.config.THREADPOOL_SIZE = max(Pyro4.config.THREADPOOL_SIZE, MAX_WORKER_CONNECTIONS)
-
-
 def silence_configspace_deprecations() -> None:
     """Hide the DeprecationWarnings ConfigSpace 1.x raises for hpbandster's 0.4-era calls.
 
@@ -128,9 +106,3 @@ def silence_configspace_deprecations() -> None:
     """
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"hpbandster(\.|$)")
     warnings.filterwarnings("ignore", category=DeprecationWarning, message=r"Please use .*")
-
-
-def install() -> None:
-    """Everything above, for a process that runs hpbandster code."""
-    configure_pyro()
-    silence_configspace_deprecations()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bohb_runner
-from bohb_runner.schedule import HyperbandSchedule
+from bohb_runner.store.schedule import HyperbandSchedule
 
 from conftest import TESTS, cli_env
 

@@ -15,10 +15,11 @@ import Pyro4.errors
 import pytest
 import serpent
 
-from bohb_runner import auth, compat
-from bohb_runner.discovery import read_nameserver_address
 from bohb_runner.errors import StudyError
-from bohb_runner.network import interface_address, interface_names, is_loopback
+from bohb_runner.wire import auth
+from bohb_runner.wire.discovery import read_nameserver_address
+from bohb_runner.wire.network import interface_address, interface_names, is_loopback
+from bohb_runner.wire.pyro import configure_pyro
 
 from conftest import TESTS, assert_one_line_error, run_cli, start_cli, wait_until
 
@@ -131,7 +132,7 @@ def test_the_secret_file_is_private_and_nowhere_else(live_study):
 
 def test_a_proxy_sent_over_the_wire_carries_no_key_and_arrives_with_the_receivers():
     """The dispatcher hands workers a callback proxy with each job: the key must not travel with it."""
-    compat.configure_pyro()
+    configure_pyro()
     previous = auth.process_key()
     try:
         auth.use_key(b"r" * 32)

@@ -1,4 +1,4 @@
-"""The worker's kept connection to the dispatcher (bohb_runner.callback_proxy), against real Pyro4
+"""The worker's kept connection to the dispatcher (bohb_runner.wire.callback_proxy), against real Pyro4
 daemons on loopback: one connection for many results, and no result lost to a master that was
 replaced behind a kept connection."""
 
@@ -14,7 +14,8 @@ import Pyro4
 import Pyro4.util
 import pytest
 
-from bohb_runner import auth, callback_proxy, compat
+from bohb_runner.wire import auth, callback_proxy
+from bohb_runner.wire.pyro import configure_pyro
 
 KEY = b"k" * 32
 
@@ -53,7 +54,7 @@ class ServedSink:
 
 @pytest.fixture
 def study_key():
-    compat.configure_pyro()
+    configure_pyro()
     previous = auth.process_key()
     auth.use_key(KEY)
     yield

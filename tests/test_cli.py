@@ -12,8 +12,8 @@ import signal
 import pytest
 from hpbandster.core.result import logged_results_to_HBS_result
 
-from bohb_runner.journal import read_evaluations
-from bohb_runner.schedule import HyperbandSchedule
+from bohb_runner.store.journal import read_evaluations
+from bohb_runner.store.schedule import HyperbandSchedule
 
 from conftest import (
     TESTS,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bohb_runner.schedule import HyperbandSchedule
+from bohb_runner.store.schedule import HyperbandSchedule
 
 from conftest import SPACE, TESTS, assert_one_line_error, run_cli, start_cli, wait_until
 
@@ -246,7 +246,7 @@ def test_a_comparison_refuses_contradicting_options_and_foreign_directories(tmp_
 
 def test_anytime_curves_median_and_first_reaching():
     from bohb_runner.analysis.curves import aggregate, consumed_budget, incumbent_steps
-    from bohb_runner.journal import Evaluation
+    from bohb_runner.store.journal import Evaluation
 
     def run(*points):
         return [

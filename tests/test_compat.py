@@ -13,7 +13,8 @@ import Pyro4
 import serpent
 
 from bohb_runner import compat
-from bohb_runner.spaces import load_space
+from bohb_runner.store.spaces import load_space
+from bohb_runner.wire.pyro import configure_pyro
 
 from conftest import SPACE
 
@@ -73,7 +74,7 @@ class _Echo:
 
 def _echo_over_pyro(value):
     """Send ``value`` through a real Pyro4 call on loopback and return the reply."""
-    compat.configure_pyro()
+    configure_pyro()
     daemon = Pyro4.Daemon(host="127.0.0.1")
     uri = daemon.register(_Echo())
     thread = threading.Thread(target=daemon.requestLoop, daemon=True)
@@ -95,7 +96,7 @@ def test_numpy_values_cross_a_real_pyro_call_on_loopback():
 
 
 def test_pyro_refuses_pickle():
-    compat.configure_pyro()
+    configure_pyro()
     assert Pyro4.config.SERIALIZERS_ACCEPTED == {"serpent"}
     assert Pyro4.config.SERIALIZER == "serpent"
 

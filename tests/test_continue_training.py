@@ -10,7 +10,7 @@ import logging
 import pytest
 import torch
 
-from bohb_runner.journal import read_evaluations
+from bohb_runner.store.journal import read_evaluations
 from workers.checkpoints import CheckpointStore
 from workers.datasets import load_dataset, make_split, tensor_splits
 from workers.lenet import LeNetWorker
@@ -176,9 +176,9 @@ def test_workers_per_gpu_without_a_gpu_is_refused_in_one_line(tmp_path):
 
 
 def test_an_iterations_checkpoints_go_once_all_its_jobs_are_done(tmp_path):
-    from bohb_runner.journal import Evaluation
-    from bohb_runner.schedule import Bracket
-    from bohb_runner.study import CheckpointCleanup
+    from bohb_runner.master.cleanup import CheckpointCleanup
+    from bohb_runner.store.journal import Evaluation
+    from bohb_runner.store.schedule import Bracket
 
     for name in ("0_0_0", "0_0_1", "0_0_2", "1_0_0", "10_0_0"):
         (tmp_path / "checkpoints" / name).mkdir(parents=True)

@@ -13,8 +13,8 @@ import ConfigSpace as CS
 import pytest
 
 from bohb_runner.errors import SpaceError
-from bohb_runner.grid import (
-    GridConfigGenerator,
+from bohb_runner.master.grid import GridConfigGenerator
+from bohb_runner.store.grid import (
     GridExhausted,
     GridTooLarge,
     axis_values,
@@ -23,9 +23,9 @@ from bohb_runner.grid import (
     grid_points_in_order,
     grid_size,
 )
-from bohb_runner.journal import read_evaluations, read_sampled_configs
-from bohb_runner.schedule import HyperbandSchedule
-from bohb_runner.spaces import load_space
+from bohb_runner.store.journal import read_evaluations, read_sampled_configs
+from bohb_runner.store.schedule import HyperbandSchedule
+from bohb_runner.store.spaces import load_space
 
 from conftest import SPACE, TESTS, assert_one_line_error, run_cli
 from conftest import kill_master_after as kill_run_after

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bohb_runner.errors import StudyError
-from bohb_runner.journal import Evaluation, JournalWriter, read_evaluations, read_records
+from bohb_runner.store.journal import Evaluation, JournalWriter, read_evaluations, read_records
 
 
 def _evaluation(i: int, loss=0.5) -> Evaluation:
@@ -113,7 +113,7 @@ def test_results_written_together_share_fsyncs_and_keep_their_order(tmp_path, mo
 
 def test_configurations_missing_from_configs_jsonl_come_back_from_results(tmp_path):
     """configs.jsonl is not fsynced: after a power cut it may lack what results.jsonl holds."""
-    from bohb_runner.study import read_history
+    from bohb_runner.master.history import read_history
 
     with JournalWriter(tmp_path / "results.jsonl") as journal:
         journal.append(_evaluation(0).to_json())

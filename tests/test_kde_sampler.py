@@ -17,9 +17,9 @@ from hpbandster.optimizers.config_generators.bohb import BOHB as HpBandSterBOHB
 from scipy import stats
 
 from bohb_runner import compat
-from bohb_runner.journal import TEAR_ENV, read_evaluations
-from bohb_runner.kde_sampler import ProductKDE, VectorizedBOHB, normal_reference_bandwidth
-from bohb_runner.spaces import load_space
+from bohb_runner.master.kde_sampler import ProductKDE, VectorizedBOHB, normal_reference_bandwidth
+from bohb_runner.store.journal import TEAR_ENV, read_evaluations
+from bohb_runner.store.spaces import load_space
 
 from conftest import SPACE, TESTS, cli_env, run_cli
 
@@ -28,7 +28,7 @@ QUADRATIC = TESTS / "data" / "quadratic.yaml"
 
 @pytest.fixture(autouse=True)
 def _quiet_deprecations():
-    compat.install()
+    compat.silence_configspace_deprecations()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         yield

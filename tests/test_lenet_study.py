@@ -8,8 +8,8 @@ import pytest
 import torch
 from hpbandster.core.result import logged_results_to_HBS_result
 
-from bohb_runner.journal import read_evaluations
-from bohb_runner.schedule import HyperbandSchedule
+from bohb_runner.store.journal import read_evaluations
+from bohb_runner.store.schedule import HyperbandSchedule
 from workers.idx import write_idx
 
 from conftest import SPACE, assert_one_line_error, run_cli

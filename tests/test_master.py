@@ -17,15 +17,16 @@ from hpbandster.core.result import json_result_logger, logged_results_to_HBS_res
 from hpbandster.core.worker import Worker
 
 from bohb_runner import compat
-from bohb_runner.discovery import NameserverAddress
-from bohb_runner.journal import JournalWriter, read_evaluations, read_sampled_configs
-from bohb_runner.master import StudyFailed
-from bohb_runner.nameserver import StudyNameserver
-from bohb_runner.optimizers import build_optimizer
-from bohb_runner.schedule import HyperbandSchedule
-from bohb_runner.settings import StudySettings
-from bohb_runner.spaces import load_space, space_to_dict
-from bohb_runner.worker_runtime import guard_compute, serve
+from bohb_runner.master.optimizers import build_optimizer
+from bohb_runner.master.study_master import StudyFailed
+from bohb_runner.store.journal import JournalWriter, read_evaluations, read_sampled_configs
+from bohb_runner.store.schedule import HyperbandSchedule
+from bohb_runner.store.settings import StudySettings
+from bohb_runner.store.spaces import load_space, space_to_dict
+from bohb_runner.wire.discovery import NameserverAddress
+from bohb_runner.wire.nameserver import StudyNameserver
+from bohb_runner.wire.pyro import configure_pyro
+from bohb_runner.worker.runtime import guard_compute, serve
 
 from conftest import TESTS
 
@@ -53,7 +54,8 @@ class Study:
     """Nameserver, in-process workers and an optimizer for one test."""
 
     def __init__(self, tmp_path: Path, worker_class=ZeroCostWorker, workers: int = 2, **settings):
-        compat.install()
+        compat.silence_configspace_deprecations()
+        configure_pyro()
         self.dir = tmp_path
         space = load_space(QUADRATIC)
         self.settings = StudySettings(space=space_to_dict(space), **settings)

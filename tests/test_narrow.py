@@ -11,11 +11,11 @@ from pathlib import Path
 import ConfigSpace as CS
 import pytest
 
+from bohb_runner.analysis.narrow import best_share, choose_budget, narrow_space, write_space
 from bohb_runner.errors import UserError
-from bohb_runner.journal import RESULTS_JOURNAL, Evaluation, JournalWriter, read_evaluations
-from bohb_runner.narrow import best_share, choose_budget, narrow_space, write_space
-from bohb_runner.settings import StudySettings, write_settings
-from bohb_runner.spaces import load_space, space_from_dict, space_to_dict
+from bohb_runner.store.journal import RESULTS_JOURNAL, Evaluation, JournalWriter, read_evaluations
+from bohb_runner.store.settings import StudySettings, write_settings
+from bohb_runner.store.spaces import load_space, space_from_dict, space_to_dict
 
 from conftest import SPACE, assert_one_line_error, run_cli
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from hpbandster.core.worker import Worker
 
-from bohb_runner.journal import read_evaluations
-from bohb_runner.repeats import RepeatFailed, combine_repeats, repeat_seed, repeated_compute, supports_repeats
-from bohb_runner.results import StudyResults
-from bohb_runner.worker_runtime import checked_result, guard_compute
+from bohb_runner.store.journal import read_evaluations
+from bohb_runner.store.results import StudyResults
+from bohb_runner.worker.repeats import RepeatFailed, combine_repeats, repeat_seed, repeated_compute, supports_repeats
+from bohb_runner.worker.runtime import checked_result, guard_compute
 from workers.datasets import load_dataset, make_split, tensor_splits
 from workers.lenet import LeNetWorker
 from workers.training import train_and_evaluate

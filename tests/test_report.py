@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bohb_runner.analysis.hyperparameters import analysis_budget
-from bohb_runner.journal import read_evaluations
+from bohb_runner.store.journal import read_evaluations
 
 from conftest import PROJECT, TESTS, assert_one_line_error, run_cli, start_cli, wait_until
 
@@ -188,7 +188,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
 
 
 def evaluation(config_id, budget, loss, **config):
-    from bohb_runner.journal import Evaluation
+    from bohb_runner.store.journal import Evaluation
 
     return Evaluation(tuple(config_id), float(budget), loss, "ok" if loss is not None else "failed", config)
 

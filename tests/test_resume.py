@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bohb_runner.journal import TEAR_ENV, read_evaluations
-from bohb_runner.schedule import HyperbandSchedule
+from bohb_runner.store.journal import TEAR_ENV, read_evaluations
+from bohb_runner.store.schedule import HyperbandSchedule
 
 from conftest import (
     TESTS,

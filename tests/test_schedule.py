@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hpbandster.optimizers.hyperband import HyperBand
 
-from bohb_runner.schedule import HyperbandSchedule
+from bohb_runner.store.schedule import HyperbandSchedule
 
 
 def _hpbandster_bracket(min_budget, max_budget, eta, iteration):

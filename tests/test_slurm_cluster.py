@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from bohb_runner.schedule import HyperbandSchedule
 from bohb_runner.slurm.jobs import ACTIVE_STATES, read_jobs
+from bohb_runner.store.schedule import HyperbandSchedule
 
 from conftest import PROJECT, TESTS, assert_one_line_error, run_cli, wait_until
 

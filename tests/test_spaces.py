@@ -9,14 +9,14 @@ import pytest
 import yaml
 
 from bohb_runner.errors import SpaceError
-from bohb_runner.spaces import (
+from bohb_runner.store.spaces import (
     check_space_for_optimizer,
     check_space_for_worker,
     load_space,
     space_from_dict,
     space_to_dict,
 )
-from bohb_runner.worker_api import HyperparameterSpec
+from bohb_runner.worker.api import HyperparameterSpec
 
 from conftest import PROJECT, SPACE
 

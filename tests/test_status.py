@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from hpbandster.core.worker import Worker
 
-from bohb_runner.status_snapshot import read_status_snapshot
+from bohb_runner.store.status_file import read_status_snapshot
 
 from conftest import PROJECT, TESTS, cli_env, processes_mentioning, run_cli, start_cli, wait_until
 

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from bohb_runner.worker_api import StudyContext
+from bohb_runner.worker.api import StudyContext
 from workers.datasets import load_dataset, make_split, tensor_splits
 from workers.lenet import HYPERPARAMETERS, LeNetWorker
 from workers.lenet_model import ReducedLeNet, count_parameters

@@ -39,9 +39,9 @@ import torch
 from hpbandster.core.worker import Worker
 
 from bohb_runner.errors import UserError
-from bohb_runner.repeats import repeat_seed
-from bohb_runner.settings import SETTINGS_FILE, read_settings
-from bohb_runner.worker_api import HyperparameterSpec, StudyContext
+from bohb_runner.store.settings import SETTINGS_FILE, read_settings
+from bohb_runner.worker.api import HyperparameterSpec, StudyContext
+from bohb_runner.worker.repeats import repeat_seed
 from workers.checkpoints import CheckpointStore
 from workers.datasets import TensorSplits, load_dataset, make_split, tensor_splits
 from workers.training import DEFAULTS, train

@@ -1,1 +1,1 @@
-"""Comparing optimizers and showing what a study learned: comparisons, reports, narrowed spaces."""
+"""What studies found: comparisons of optimizers, reports, and narrowed spaces for a second study."""

@@ -24,8 +24,8 @@ from typing import Any
 
 from bohb_runner.analysis.sources import COMPARISON_FILE, read_json_file
 from bohb_runner.errors import StudyError, UserError
-from bohb_runner.results import StudyResults
-from bohb_runner.settings import OPTIMIZERS, SETTINGS_FILE, new_settings
+from bohb_runner.store.results import StudyResults
+from bohb_runner.store.settings import OPTIMIZERS, SETTINGS_FILE, new_settings
 
 RUNS_FILE = "runs.json"
 # iterations of a run limited by wall-clock time only: more than any time limit will allow
@@ -103,7 +103,7 @@ def cost_factor(settings: Any) -> int:
 
 def iterations_for_budget(optimizer: str, study: dict[str, Any], budget_limit: float) -> int:
     """The fewest iterations whose planned cost reaches ``budget_limit`` epochs."""
-    from bohb_runner.study import schedule_of
+    from bohb_runner.store.schedule import schedule_of
 
     settings = new_settings({**study, "optimizer": optimizer})
     schedule = schedule_of(settings)
@@ -254,8 +254,11 @@ def prepare_comparison(args: Any, study: dict[str, Any]) -> ComparisonSpec:
 
 def run_comparison(args: Any, spec: ComparisonSpec, run_options: Any) -> None:
     """Run every (optimizer, seed) that is not finished, one after the other."""
-    from bohb_runner.cli import describe_study
-    from bohb_runner.study import StopRequested, StudyLock, open_study, run_master
+    from bohb_runner.errors import StopRequested
+    from bohb_runner.master.create import open_study
+    from bohb_runner.master.run import run_master
+    from bohb_runner.store.describe import describe_study
+    from bohb_runner.store.lock import StudyLock
 
     out: Path = args.out
     log = RunLog(out)

@@ -33,8 +33,8 @@ from bohb_runner.analysis.curves import (
     incumbent_steps,
 )
 from bohb_runner.analysis.sources import test_error_of
-from bohb_runner.results import StudyResults
-from bohb_runner.settings import StudySettings
+from bohb_runner.store.results import StudyResults
+from bohb_runner.store.settings import StudySettings
 
 REFERENCE = "randomsearch"
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bohb_runner.journal import Evaluation
+from bohb_runner.store.journal import Evaluation
 
 # a budget limit is compared with sums of floats (1/3 + 1/3 + ...): allow for rounding
 LIMIT_TOLERANCE = 1e-9

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from bohb_runner.analysis.curves import Step  # noqa: E402
 from bohb_runner.analysis.hyperparameters import BudgetCorrelation, PairGrid  # noqa: E402
 from bohb_runner.analysis.sources import Hyperparameter, finite  # noqa: E402
-from bohb_runner.journal import Evaluation  # noqa: E402
+from bohb_runner.store.journal import Evaluation  # noqa: E402
 
 DPI = 100
 OPTIMIZER_COLOURS = {"randomsearch": "#7f7f7f", "hyperband": "#1f77b4", "bohb": "#d62728", "grid": "#2ca02c"}

@@ -18,7 +18,7 @@ import numpy as np
 
 from bohb_runner.analysis.sources import Hyperparameter, finite
 from bohb_runner.errors import UserError
-from bohb_runner.journal import Evaluation
+from bohb_runner.store.journal import Evaluation
 
 INACTIVE = "inactive"
 NUMERIC_BINS = 4

@@ -37,7 +37,7 @@ from bohb_runner.analysis.hyperparameters import (
 )
 from bohb_runner.analysis.sources import AnalysisSource, load_source, test_error_of
 from bohb_runner.errors import StudyError
-from bohb_runner.journal import Evaluation
+from bohb_runner.store.journal import Evaluation
 
 REPORT_DIR = "report"
 

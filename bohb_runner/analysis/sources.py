@@ -1,6 +1,6 @@
 """What a report or a comparison reads: a study, an hpbandster result directory or a comparison.
 
-Every analysis works on :class:`~bohb_runner.journal.Evaluation` records and a description of
+Every analysis works on :class:`~bohb_runner.store.journal.Evaluation` records and a description of
 the hyperparameters; this module finds out what a directory holds and reads it into those,
 so the figures never need to know where the numbers came from.
 """
@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bohb_runner.analysis.hpbandster_import import is_hpbandster_dir, read_hpbandster_results
 from bohb_runner.errors import StudyError
-from bohb_runner.journal import Evaluation
-from bohb_runner.results import StudyResults
-from bohb_runner.settings import SETTINGS_FILE, StudySettings
+from bohb_runner.store.hpbandster_files import is_hpbandster_dir, read_hpbandster_results
+from bohb_runner.store.journal import Evaluation
+from bohb_runner.store.results import StudyResults
+from bohb_runner.store.settings import SETTINGS_FILE, StudySettings
 
 COMPARISON_FILE = "comparison.json"
 

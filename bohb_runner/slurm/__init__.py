@@ -1,1 +1,1 @@
-"""Launching studies on SLURM clusters."""
+"""A study on SLURM: the sbatch scripts, their submission, and the study's record of its jobs."""

@@ -1,0 +1,70 @@
+"""What bohb-runner asks of a worker class, beyond being an hpbandster ``Worker``.
+
+Any ``hpbandster.core.worker.Worker`` subclass runs as it is. A worker class may in addition
+declare the hooks below, all optional, so that mistakes are caught before a study starts
+rather than in the first job on a cluster node hours later:
+
+``HYPERPARAMETERS: Mapping[str, HyperparameterSpec]``
+    The hyperparameter names the worker understands and the values it can handle. A search
+    space naming anything else, or reaching outside these bounds, is refused up front.
+
+``prepare_study(context: StudyContext) -> dict``  (classmethod)
+    Called once by the master before anything starts: validate the data, fix the
+    train/validation/test split, and return a JSON-serialisable record of it. The record is
+    stored in the study directory and handed back to every worker through
+    ``context.data_record``, so all workers and every resumed run use the same split.
+    Raise :class:`bohb_runner.errors.UserError` (or ``DataError``) for bad input.
+
+``from_study(context: StudyContext, **worker_kwargs) -> Worker``  (classmethod)
+    Build the worker in a worker process. ``worker_kwargs`` are hpbandster's own
+    ``Worker.__init__`` arguments (run_id, nameserver, nameserver_port, host, id, logger).
+    Without this hook the class is called with ``worker_kwargs`` only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bohb_runner.store.spaces import HyperparameterSpec
+
+if TYPE_CHECKING:
+    from bohb_runner.store.settings import StudySettings
+
+
+@dataclass
+class StudyContext:
+    """What a worker class learns about the study it serves, read from the study directory."""
+
+    study_dir: Path
+    seed: int = 0
+    dataset: str = "digits"
+    data_dir: str | None = None
+    split: str | None = None
+    device: str = "auto"
+    threads: int = 1
+    data_record: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, settings: StudySettings, study_dir: Path, device: str = "auto", threads: int = 1) -> StudyContext:
+        """What a worker class is told about the study ``settings`` describe."""
+        return cls(
+            study_dir=Path(study_dir),
+            seed=settings.seed,
+            dataset=settings.dataset,
+            data_dir=settings.data_dir,
+            split=settings.split,
+            device=device,
+            threads=threads,
+            data_record=settings.data,
+            extra={
+                "max_budget": settings.max_budget,
+                "continue_training": settings.continue_training,
+                "amp": settings.amp,
+            },
+        )
+
+
+__all__ = ["HyperparameterSpec", "StudyContext"]
