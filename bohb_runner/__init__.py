@@ -7,6 +7,7 @@ The Python API, for notebooks and scripts::
     results = bohb_runner.run_study("spaces/lenet.yaml", "runs/nb", workers=2, iterations=2)
     print(results.incumbent)
     results = bohb_runner.load_study("runs/nb")   # any time, also while it runs
+    results = bohb_runner.run_study(study_dir="runs/nb", iterations=4)   # resume it: the rest from the study
 """
 
 from __future__ import annotations

@@ -2,14 +2,19 @@
 
 The terminal shows progress, warnings and results; the log files keep the details
 (hpbandster's own messages, Pyro's, tracebacks) for when something needs explaining.
+
+The set-up changes the process's logging (root handler and level, ``captureWarnings``, the
+thread excepthook), which is right in bohb-runner's own processes; a master run through the
+Python API puts the caller's back with :func:`logging_state_kept`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 LOG_DIR = "logs"
@@ -43,6 +48,50 @@ def setup_file_logging(path: Path | None, level: int = logging.INFO) -> logging.
     logging.getLogger("Pyro4").setLevel(logging.WARNING)
     logging.captureWarnings(True)
     return handler
+
+
+# loggers whose level or handlers the set-up above and the master's console output change
+_CHANGED_LOGGERS = ("Pyro4", "bohb_runner")
+
+
+@contextlib.contextmanager
+def logging_state_kept() -> Iterator[None]:
+    """Give the process's logging back as it was when the block ends, however it ends.
+
+    For a master run inside someone else's process (a notebook): the root logger's handlers
+    and level, the levels and handlers of the loggers bohb-runner changes, whether warnings
+    are captured into logging, and both excepthooks are restored; the log file handlers the
+    block added are closed, so that no ``master.log`` stays open. Not thread-safe against the
+    caller changing the same settings meanwhile.
+    """
+    root = logging.getLogger()
+    root_handlers, root_level = list(root.handlers), root.level
+    named = {name: (logging.getLogger(name).level, list(logging.getLogger(name).handlers)) for name in _CHANGED_LOGGERS}
+    # logging keeps warnings' own showwarning here while it captures them (logging.captureWarnings)
+    capturing = getattr(logging, "_warnings_showwarning", None) is not None
+    thread_hook, process_hook = threading.excepthook, sys.excepthook
+    try:
+        yield
+    finally:
+        _restore_handlers(root, root_handlers)
+        root.setLevel(root_level)
+        for name, (level, handlers) in named.items():
+            _restore_handlers(logging.getLogger(name), handlers)
+            logging.getLogger(name).setLevel(level)
+        if not capturing:
+            logging.captureWarnings(False)
+        threading.excepthook, sys.excepthook = thread_hook, process_hook
+
+
+def _restore_handlers(target: logging.Logger, handlers: list[logging.Handler]) -> None:
+    for handler in list(target.handlers):
+        if handler not in handlers:
+            target.removeHandler(handler)
+            if getattr(handler, "_bohb_runner_file", False):
+                handler.close()
+    for handler in handlers:
+        if handler not in target.handlers:
+            target.addHandler(handler)
 
 
 def add_console_handler(handler: logging.Handler) -> None:

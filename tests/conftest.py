@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from fault_injection.sitecustomize import TEAR_ENV
+
 PROJECT = Path(__file__).resolve().parent.parent
 SPACE = PROJECT / "spaces" / "lenet.yaml"
 TESTS = Path(__file__).resolve().parent
@@ -22,6 +24,18 @@ def cli_env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), str(PROJECT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+FAULT_INJECTION = TESTS / "fault_injection"
+
+
+def torn_journal_env(journal: str, line: int) -> dict[str, str]:
+    """:func:`cli_env` for a process whose ``line``-th line written to the journal named
+    ``journal`` is written half, after which it SIGKILLs itself (tests/fault_injection)."""
+    env = cli_env()
+    env["PYTHONPATH"] = os.pathsep.join((str(FAULT_INJECTION), env["PYTHONPATH"]))
+    env[TEAR_ENV] = f"{journal}:{line}"
     return env
 
 

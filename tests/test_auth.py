@@ -216,14 +216,48 @@ def test_host_and_interface_together_are_refused(tmp_path):
     assert result.returncode == 2 and "not allowed with argument" in result.stderr
 
 
-def test_the_sbatch_spelling_of_the_option_exists():
-    """The SLURM script runs ``bohb-runner master|worker --interface ${INTERFACE}``."""
-    from bohb_runner.cli import build_parser
+def test_master_and_worker_listen_on_the_interface_they_are_given(tmp_path):
+    """What the SLURM script runs: ``bohb-runner master|worker --interface ${INTERFACE}``, each
+    process looking up its own address: the nameserver (nameserver.json), the dispatcher and
+    the worker all listen there, not on the loopback default."""
+    found = _non_loopback_interface()
+    if found is None:
+        pytest.skip("this machine has no network interface with an IPv4 address other than loopback")
+    name, address = found
+    study = tmp_path / "study"
+    master = start_cli(
+        "master", "--space", QUADRATIC, "--study-dir", study, "--worker", "user_worker:GatedQuadraticWorker",
+        "--max-budget", "3", "--iterations", "1", "--no-progress", "--ping-interval", "1", "--interface", name,
+    )  # fmt: skip
+    worker = None
+    try:
+        wait_until(lambda: read_nameserver_address(study) is not None or master.poll() is not None, 60, "nameserver")
+        assert master.poll() is None, master.communicate()
+        nameserver = read_nameserver_address(study)
+        assert nameserver.host == address
+        worker = start_cli("worker", "--study-dir", study, "--name", "w0", "--interface", name)
+        key = auth.read_secret(study)
 
-    parser = build_parser()
-    for command in ("master", "worker", "run"):
-        args = parser.parse_args([command, "--study-dir", "s", "--interface", "auto"])
-        assert args.interface == "auto" and args.host is None, command
+        def registered() -> dict[str, str]:
+            with auth.locate_nameserver(nameserver.host, nameserver.port, key) as ns:
+                return ns.list(prefix=f"hpbandster.run_{nameserver.run_id}.")
+
+        # the gated worker holds its first job, so the study is still running while we look
+        wait_until(lambda: any(".worker." in entry for entry in registered()), 60, "the worker to register")
+        hosts = {entry: Pyro4.core.URI(uri).host for entry, uri in registered().items()}
+        assert hosts and set(hosts.values()) == {address}, hosts
+        assert any(".dispatcher" in entry for entry in hosts) and any(
+            ".worker." in entry and entry.endswith(".w0") for entry in hosts
+        ), hosts
+        (study / "gate").touch()
+        out, err = master.communicate(timeout=120)
+        assert master.returncode == 0, err
+        assert worker.wait(timeout=60) == 0
+        assert len((study / "results.jsonl").read_text().splitlines()) == 4
+    finally:
+        if worker is not None:
+            _stop(worker)
+        _stop(master)
 
 
 def test_no_daemon_listens_beyond_loopback_without_a_key():

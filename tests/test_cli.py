@@ -7,13 +7,19 @@ These use the cheap workers of ``user_worker.py`` (a user's own hpbandster Worke
 from __future__ import annotations
 
 import json
+import queue
 import signal
+import threading
+import time
+from pathlib import Path
 
 import pytest
 from hpbandster.core.result import logged_results_to_HBS_result
+from hpbandster.core.worker import Worker
 
 from bohb_runner.store.journal import read_evaluations
 from bohb_runner.store.schedule import HyperbandSchedule
+from bohb_runner.store.status_file import read_status_snapshot
 
 from conftest import (
     TESTS,
@@ -26,6 +32,36 @@ from conftest import (
 )
 
 QUADRATIC = TESTS / "data" / "quadratic.yaml"
+GATE = "open-the-gate"
+
+
+def wait_for_gate(working_directory: str) -> None:
+    """Hold a job until the file ``open-the-gate`` appears in the study directory."""
+    gate = Path(working_directory).parent / GATE
+    while not gate.exists():
+        time.sleep(0.05)
+
+
+class GatedWorker(Worker):
+    """Every job waits for the gate: a study stays exactly where the test needs it, however fast
+    or loaded the machine is (no sleeps to guess)."""
+
+    def compute(self, config_id, config, budget, working_directory, **kwargs):
+        wait_for_gate(working_directory)
+        return {"loss": (config["x"] - 0.3) ** 2 + 1.0 / budget, "info": {}}
+
+
+class FirstJobThenGatedWorker(GatedWorker):
+    """Job (0, 0, 0) finishes at once; every other job waits for the gate."""
+
+    def compute(self, config_id, config, budget, working_directory, **kwargs):
+        if tuple(config_id) == (0, 0, 0):
+            return {"loss": 1.0 / budget, "info": {}}
+        return super().compute(config_id, config, budget, working_directory)
+
+
+def this_file_worker(name: str) -> str:
+    return f"{Path(__file__).resolve()}:{name}"
 
 
 def quadratic_run(study_dir, *extra, worker="user_worker:QuadraticWorker", workers=2):
@@ -89,36 +125,57 @@ def test_workers_started_separately_before_and_after_the_master(tmp_path):
     study = tmp_path / "study"
     early = start_cli("worker", "--study-dir", study, "--name", "early", "--wait-for-master", 120)
     master = start_cli(
-        "master", "--space", QUADRATIC, "--study-dir", study, "--worker", "user_worker:SlowQuadraticWorker",
+        "master", "--space", QUADRATIC, "--study-dir", study, "--worker", this_file_worker("GatedWorker"),
         "--max-budget", 1, "--min-budget", 0.1, "--iterations", 2, "--min-workers", 2, "--no-progress",
     )  # fmt: skip
-    wait_until(lambda: (study / "nameserver.json").exists(), 60, "the master's nameserver.json")
-    late = start_cli("worker", "--study-dir", study, "--name", "late")
+    late = None
     try:
+        wait_until(lambda: (study / "nameserver.json").exists(), 60, "the master's nameserver.json")
+        late = start_cli("worker", "--study-dir", study, "--name", "late")
+        # each worker holds a job at the gate: both have worked, whatever the machine's speed
+        wait_until(lambda: busy_workers(study) == {"early", "late"}, 120, "a job on each worker")
+        (study / GATE).touch()
         out, err = master.communicate(timeout=240)
         assert master.returncode == 0, err
         assert early.wait(timeout=30) == 0
         assert late.wait(timeout=30) == 0
     finally:
         for process in (early, late, master):
-            if process.poll() is None:
+            if process is not None and process.poll() is None:
                 process.kill()
     workers = {e.worker.rsplit(".", 1)[-1] for e in read_evaluations(study)}
     assert workers == {"early", "late"}
     assert not (study / "nameserver.json").exists()
 
 
-def test_ctrl_c_on_run_leaves_no_process_behind(tmp_path):
+def busy_workers(study: Path) -> set[str]:
+    """The short names of the workers the master's status.json shows running a job."""
+    snapshot = read_status_snapshot(study) or {}
+    return {job["worker"].rsplit(".", 1)[-1] for job in snapshot.get("running", []) if job.get("worker")}
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize(
+    "inherited",
+    ["default", "ignored"],
+    ids=["sigint-default", "sigint-ignored-by-parent"],  # a background job of a script or CI ignores SIGINT
+)
+def test_ctrl_c_on_run_leaves_no_process_behind(tmp_path, inherited):
     study = tmp_path / "study"
     run = start_cli(
-        "run", "--space", QUADRATIC, "--study-dir", study, "--worker", "user_worker:SlowQuadraticWorker",
-        "--workers", 2, "--max-budget", 9, "--iterations", 4,
+        "run", "--space", QUADRATIC, "--study-dir", study, "--worker", this_file_worker("FirstJobThenGatedWorker"),
+        "--workers", 2, "--max-budget", 9, "--iterations", 4, "--ping-interval", 1,
+        preexec_fn=_ignore_sigint if inherited == "ignored" else None,
     )  # fmt: skip
     try:
-        wait_until(lambda: len(descendants(run.pid)) >= 2, 60, "two worker processes")
-        wait_until(
-            lambda: (study / "results.jsonl").exists() and (study / "results.jsonl").stat().st_size > 0, 120, "a result"
-        )
+        wait_until(lambda: len(descendants(run.pid)) >= 2 or run.poll() is not None, 60, "two worker processes")
+        # one result is in; every other job is held at the gate, which never opens
+        wait_until(lambda: len(read_evaluations(study)) == 1 or run.poll() is not None, 120, "the first result")
+        wait_until(lambda: len(busy_workers(study)) == 2 or run.poll() is not None, 120, "both workers at the gate")
+        assert run.poll() is None, run.communicate()
         children = descendants(run.pid)
         run.send_signal(signal.SIGINT)
         out, err = run.communicate(timeout=60)
@@ -129,7 +186,55 @@ def test_ctrl_c_on_run_leaves_no_process_behind(tmp_path):
     assert "interrupted" in err and "Traceback" not in err
     wait_until(lambda: not any(descendants_alive(children)), 30, "the workers to exit")
     assert processes_mentioning(str(study)) == []
-    assert len(read_evaluations(study)) >= 1
+    assert [(e.config_id, e.budget) for e in read_evaluations(study)] == [((0, 0, 0), 1.0)]
+
+
+class LineReader:
+    """Collects a process's stderr lines in a thread, so a test can wait for one."""
+
+    def __init__(self, stream) -> None:
+        self.lines: queue.Queue = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.put(line)
+
+    def wait_for(self, fragment: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self.seen.append(line)
+            if fragment in line:
+                return line
+        raise AssertionError(f"no line with {fragment!r} within {timeout} s; stderr so far: {''.join(self.seen)}")
+
+
+@pytest.mark.parametrize("command", [["run", "--workers", "0"], ["master"]], ids=["run-workers-0", "master"])
+def test_a_study_without_local_workers_says_how_to_attach_them(tmp_path, command):
+    study = tmp_path / "my study"  # a space in the path: the command shown must still work
+    master = start_cli(
+        *command, "--space", QUADRATIC, "--study-dir", study, "--worker", "user_worker:QuadraticWorker",
+        "--max-budget", 1, "--iterations", 1,
+    )  # fmt: skip
+    worker = None
+    try:
+        line = LineReader(master.stderr).wait_for("no local workers", 60)
+        assert f"no local workers: start them with `bohb-runner worker --study-dir '{study}'`" in line, line
+        assert master.poll() is None  # it waits, now saying for what
+        worker = start_cli("worker", "--study-dir", study)  # what the line says
+        master.wait(timeout=120)
+        assert master.returncode == 0
+        assert len(read_evaluations(study)) == 1
+        assert worker.wait(timeout=30) == 0
+    finally:
+        for process in (master, worker):
+            if process is not None and process.poll() is None:
+                process.kill()
 
 
 def descendants_alive(pids):

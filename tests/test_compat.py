@@ -10,11 +10,14 @@ import threading
 import ConfigSpace as CS
 import numpy as np
 import Pyro4
+import Pyro4.configuration
+import Pyro4.errors
+import pytest
 import serpent
 
 from bohb_runner import compat
 from bohb_runner.store.spaces import load_space
-from bohb_runner.wire.pyro import configure_pyro
+from bohb_runner.wire.pyro import MAX_WORKER_CONNECTIONS, configure_pyro, pyro_settings_kept
 
 from conftest import SPACE
 
@@ -72,19 +75,34 @@ class _Echo:
         return {"value": value, "types": {k: type(v).__name__ for k, v in value.items()}}
 
 
+class _EchoDaemon:
+    """A real Pyro4 daemon on loopback, set up as every bohb-runner process sets Pyro4 up
+    (``configure_pyro``), serving :class:`_Echo`; this process's Pyro4 settings come back after."""
+
+    def __init__(self, configure: bool = True) -> None:
+        self.configure = configure
+
+    def __enter__(self) -> str:
+        self._settings = pyro_settings_kept()
+        self._settings.__enter__()
+        if self.configure:
+            configure_pyro()
+        self.daemon = Pyro4.Daemon(host="127.0.0.1")
+        uri = self.daemon.register(_Echo())
+        self.thread = threading.Thread(target=self.daemon.requestLoop, daemon=True)
+        self.thread.start()
+        return uri
+
+    def __exit__(self, *exc) -> None:
+        self.daemon.shutdown()
+        self.thread.join(5)
+        self._settings.__exit__(*exc)
+
+
 def _echo_over_pyro(value):
     """Send ``value`` through a real Pyro4 call on loopback and return the reply."""
-    configure_pyro()
-    daemon = Pyro4.Daemon(host="127.0.0.1")
-    uri = daemon.register(_Echo())
-    thread = threading.Thread(target=daemon.requestLoop, daemon=True)
-    thread.start()
-    try:
-        with Pyro4.Proxy(uri) as proxy:
-            return proxy.echo(value)
-    finally:
-        daemon.shutdown()
-        thread.join(5)
+    with _EchoDaemon() as uri, Pyro4.Proxy(uri) as proxy:
+        return proxy.echo(value)
 
 
 def test_numpy_values_cross_a_real_pyro_call_on_loopback():
@@ -95,10 +113,38 @@ def test_numpy_values_cross_a_real_pyro_call_on_loopback():
     assert reply["types"] == {"budget": "float", "n": "int", "opt": "str", "flag": "bool"}
 
 
-def test_pyro_refuses_pickle():
-    configure_pyro()
-    assert Pyro4.config.SERIALIZERS_ACCEPTED == {"serpent"}
-    assert Pyro4.config.SERIALIZER == "serpent"
+@pytest.mark.parametrize("serializer", ["pickle", "marshal", "json"])
+def test_a_daemon_refuses_every_message_not_in_serpent(serializer):
+    """Never pickle (data from the network is never unpickled); and nothing but serpent, which
+    Pyro4 alone would also take from json and marshal clients."""
+    with _EchoDaemon() as uri, Pyro4.Proxy(uri) as proxy:
+        proxy._pyroSerializer = serializer
+        with pytest.raises(
+            Pyro4.errors.CommunicationError, match="rejected: message used serializer that is not accepted"
+        ):
+            proxy.echo({"x": 1})
+        proxy._pyroRelease()
+        proxy._pyroSerializer = "serpent"
+        assert proxy.echo({"x": 1})["value"] == {"x": 1}  # the same daemon, in serpent
+
+
+def test_a_daemon_serves_more_connections_at_once_than_pyros_default_pool():
+    """Every worker keeps a connection to the dispatcher: Pyro4's default pool of 40 threads
+    would refuse the 41st worker ("no free workers"); bohb-runner's daemons take them all."""
+    count = Pyro4.configuration.Configuration().THREADPOOL_SIZE + 20  # Pyro4's default pool, and more
+    assert count < MAX_WORKER_CONNECTIONS
+    proxies = []
+    with _EchoDaemon() as uri:
+        try:
+            for index in range(count):
+                proxy = Pyro4.Proxy(uri)
+                proxy._pyroTimeout = 10
+                assert proxy.echo({"i": index})["value"] == {"i": index}  # its connection stays open
+                proxies.append(proxy)
+        finally:
+            for proxy in proxies:
+                proxy._pyroRelease()
+    assert len(proxies) == count
 
 
 def test_hpbandster_bohb_sampler_works_with_configspace_1_2():

@@ -55,6 +55,21 @@ def test_continuing_equals_training_from_scratch(digits, config, first, second):
     )
 
 
+@pytest.mark.parametrize("config", [SGD_DROPOUT, ADAM], ids=["sgd-dropout", "adam-dropout"])
+def test_a_job_repeated_on_its_budget_leaves_a_state_that_still_continues(digits, config):
+    """A job dispatched again on the budget of its checkpoint (1/3: mid-epoch) trains nothing; the state it
+    leaves must still carry the epoch's RNG and loss sum, so that the promotion to 1 equals training 1."""
+    start = train(config, 1 / 3, digits, seed=5)
+    again = train(config, 1 / 3, digits, seed=5, resume=start.state)
+    assert again.info["epochs_trained"] == 0.0 and again.loss == start.loss
+    assert again.state.epoch_loss_sum == start.state.epoch_loss_sum != 0.0
+    assert torch.equal(again.state.rng_state, start.state.rng_state)
+    promoted = train(config, 1, digits, seed=5, resume=again.state)
+    scratch = train(config, 1, digits, seed=5)
+    assert promoted.loss == scratch.loss and promoted.info["train_loss"] == scratch.info["train_loss"]
+    assert same_weights(promoted.model, scratch.model)
+
+
 def test_a_state_from_a_larger_budget_is_not_used(digits):
     larger = train(SGD_DROPOUT, 3, digits, seed=5)
     smaller = train(SGD_DROPOUT, 1, digits, seed=5, resume=larger.state)
@@ -175,14 +190,20 @@ def test_workers_per_gpu_without_a_gpu_is_refused_in_one_line(tmp_path):
     assert_one_line_error(both, "give it or --workers, not both")
 
 
-def test_an_iterations_checkpoints_go_once_all_its_jobs_are_done(tmp_path):
-    from bohb_runner.master.cleanup import CheckpointCleanup
+def test_an_iterations_artifacts_go_once_all_its_jobs_are_done(tmp_path):
+    from bohb_runner.master.cleanup import ArtifactCleanup
+    from bohb_runner.store.artifacts import artifacts_dir
     from bohb_runner.store.journal import Evaluation
     from bohb_runner.store.schedule import Bracket
 
-    for name in ("0_0_0", "0_0_1", "0_0_2", "1_0_0", "10_0_0"):
-        (tmp_path / "checkpoints" / name).mkdir(parents=True)
-    cleanup = CheckpointCleanup(tmp_path)
+    ids = [(0, 0, 0), (0, 0, 1), (0, 0, 2), (1, 0, 0), (10, 0, 0)]
+    for config_id in ids:  # whatever a worker keeps there: the master knows no file name inside
+        directory = artifacts_dir(tmp_path, config_id)
+        (directory / "nested").mkdir(parents=True)
+        (directory / "nested" / "state.bin").write_bytes(b"x")
+        (directory / "notes.txt").write_text("mine")
+    assert artifacts_dir(tmp_path, [0, 0, 1]) == tmp_path / "checkpoints" / "0_0_1"  # the path existing studies use
+    cleanup = ArtifactCleanup(tmp_path)
     cleanup.iteration_started(Bracket(0, (3, 1), (1.0, 3.0)))
 
     def finished(config_id, budget):
@@ -193,6 +214,20 @@ def test_an_iterations_checkpoints_go_once_all_its_jobs_are_done(tmp_path):
     for k in range(3):
         finished((0, 0, k), 1.0)
     finished((0, 0, 0), 1.0)  # a job dispatched again counts once
-    assert (tmp_path / "checkpoints" / "0_0_1").exists()  # the promotion to budget 3 is still to run
+    assert artifacts_dir(tmp_path, (0, 0, 1)).exists()  # the promotion to budget 3 is still to run
     finished((0, 0, 2), 3.0)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["10_0_0", "1_0_0"]
+    cleanup.study_completed()
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_the_lenet_keeps_its_checkpoints_in_the_configurations_artifacts_directory(digits, tmp_path):
+    from bohb_runner.master.cleanup import ArtifactCleanup
+    from bohb_runner.worker.api import StudyContext
+
+    worker(digits, tmp_path).compute((2, 0, 1), SGD_DROPOUT, 1.0, str(tmp_path))
+    directory = StudyContext(study_dir=tmp_path).artifacts_dir((2, 0, 1))
+    assert CheckpointStore(tmp_path).path((2, 0, 1), 0, 1.0).parent == directory
+    assert [p.name for p in directory.iterdir()] == ["repeat-0_budget-1.0.pt"]
+    ArtifactCleanup(tmp_path).remove((2, 0, 1))
+    assert not directory.exists()

@@ -18,10 +18,11 @@ from scipy import stats
 
 from bohb_runner import compat
 from bohb_runner.master.kde_sampler import ProductKDE, VectorizedBOHB, normal_reference_bandwidth
-from bohb_runner.store.journal import TEAR_ENV, read_evaluations
+from bohb_runner.master.study_master import seeded_draws
+from bohb_runner.store.journal import read_evaluations
 from bohb_runner.store.spaces import load_space
 
-from conftest import SPACE, TESTS, cli_env, run_cli
+from conftest import SPACE, TESTS, run_cli, torn_journal_env
 
 QUADRATIC = TESTS / "data" / "quadratic.yaml"
 
@@ -50,9 +51,9 @@ def observations(count: int, seed: int = 3) -> list[Job]:
 
 def fitted(cls, jobs: list[Job], **options):
     generator = cls(configspace=load_space(SPACE), **options)
-    np.random.seed(0)
-    for job in jobs:
-        generator.new_result(job)
+    with seeded_draws(generator, 0):  # as the master seeds them
+        for job in jobs:
+            generator.new_result(job)
     return generator
 
 
@@ -115,9 +116,9 @@ def test_a_categorical_level_missing_from_the_data_scores_like_statsmodels():
 
 def proposals(cls, jobs: list[Job], count: int, seed: int) -> list[dict]:
     generator = fitted(cls, jobs, random_fraction=0.0)
-    np.random.seed(seed)
     generator.configspace.seed(seed)
-    configs = [generator.get_config(3.0) for _ in range(count)]
+    with seeded_draws(generator, seed):
+        configs = [generator.get_config(3.0) for _ in range(count)]
     assert all(info["model_based_pick"] for _, info in configs)
     return [config for config, _ in configs]
 
@@ -152,9 +153,9 @@ def test_the_acquisition_picks_hpbandsters_candidate():
         kde.bw = np.clip(kde.bw, generator.min_bandwidth, None)
         statsmodels_kdes[part] = kde
     for seed in range(5):
-        np.random.seed(seed)
+        generator.reseed(seed)
         chosen = generator._best_candidate()
-        np.random.seed(seed)
+        generator.reseed(seed)
         candidates = generator.candidates(model["good"])
         best, expected = np.inf, None
         for vector in candidates:  # hpbandster's minimize_me loop
@@ -169,7 +170,7 @@ def test_candidates_follow_hpbandsters_kernels():
     generator = fitted(VectorizedBOHB, observations(150))
     good = generator.kde_models[3.0]["good"]
     generator.num_samples = 20000
-    np.random.seed(11)
+    generator.reseed(11)
     single = good.data[:1].repeat(len(good.data), axis=0)  # one centre, to compare with scipy's law
     good.data, original = single, good.data
     try:
@@ -209,6 +210,73 @@ def test_sampling_is_reproducible_under_the_masters_seeding():
     assert proposals(VectorizedBOHB, jobs, 20, seed=7) == proposals(VectorizedBOHB, jobs, 20, seed=7)
 
 
+def _fit_and_propose(generator, jobs: list[Job], seed: int, reseed) -> list[dict]:
+    """What the master does: draws seeded per result for the model, per proposal for sampling."""
+    for job in jobs:
+        reseed(seed + job.id[2])
+        generator.new_result(job)
+    proposed = []
+    for index in range(15):
+        reseed(seed * 1000 + index)
+        generator.configspace.seed(seed * 1000 + index)
+        proposed.append(generator.get_config(3.0))
+    return proposed
+
+
+def test_the_sampler_proposes_what_it_did_when_it_drew_from_numpys_global_rng():
+    """Before it had an RNG of its own, the sampler drew from numpy's global one, which the master
+    seeded: pointed at that RNG again (``np.random.mtrand._rand``, what the ``np.random`` functions
+    draw from), it must propose exactly what it proposes now, so that seeded studies keep their
+    configurations."""
+    jobs = observations(120)
+    as_before = VectorizedBOHB(configspace=load_space(SPACE), random_fraction=0.2)
+    as_before.rng = np.random.mtrand._rand
+    before = _fit_and_propose(as_before, jobs, 5, np.random.seed)
+    now = VectorizedBOHB(configspace=load_space(SPACE), random_fraction=0.2)
+    after = _fit_and_propose(now, jobs, 5, now.reseed)
+    assert after == before
+    picks = [info["model_based_pick"] for _, info in after]
+    assert any(picks) and not all(picks)  # both kinds of proposal were compared
+
+
+def test_the_sampler_leaves_numpys_global_rng_alone():
+    """The global RNG belongs to whoever hosts the study (a notebook): the sampler neither draws
+    from it nor depends on it."""
+    jobs = observations(120)
+    np.random.seed(99)
+    state = np.random.get_state()
+    generator = VectorizedBOHB(configspace=load_space(SPACE), random_fraction=0.2)
+    first = _fit_and_propose(generator, jobs, 5, generator.reseed)
+    after = np.random.get_state()
+    assert after[0] == state[0] and np.array_equal(after[1], state[1]) and after[2:] == state[2:]
+    np.random.seed(12345)  # a different global state changes nothing
+    generator = VectorizedBOHB(configspace=load_space(SPACE), random_fraction=0.2)
+    assert _fit_and_propose(generator, jobs, 5, generator.reseed) == first
+
+
+def test_hpbandsters_sampler_is_seeded_as_before_and_the_global_rng_put_back():
+    """hpbandster's sampler can only draw from numpy's global RNG: the master seeds it for each
+    call, as it always did (the same proposals), and puts the caller's state back after it."""
+    jobs = observations(40)
+    seeded_before = fitted(HpBandSterBOHB, [])
+    np.random.seed(0)
+    for job in jobs:
+        seeded_before.new_result(job)
+    np.random.seed(3)
+    seeded_before.configspace.seed(3)
+    expected = [seeded_before.get_config(3.0) for _ in range(4)]
+
+    np.random.seed(99)
+    state = np.random.get_state()
+    generator = fitted(HpBandSterBOHB, jobs)
+    generator.configspace.seed(3)
+    with seeded_draws(generator, 3):
+        proposed = [generator.get_config(3.0) for _ in range(4)]
+    assert proposed == expected and any(info["model_based_pick"] for _, info in proposed)
+    after = np.random.get_state()
+    assert np.array_equal(after[1], state[1]) and after[2:] == state[2:]
+
+
 def study_args(study, *extra):
     return [
         "run", "--space", QUADRATIC, "--study-dir", study, "--worker", "user_worker:QuadraticWorker", "--workers", 1,
@@ -225,7 +293,7 @@ def test_a_vectorized_bohb_study_runs_and_resumes_identically(tmp_path):
     study = tmp_path / "interrupted"
     torn = subprocess.run(
         [os.sys.executable, "-m", "bohb_runner", *map(str, study_args(study))],
-        env={**cli_env(), TEAR_ENV: "results.jsonl:30"}, capture_output=True, text=True, timeout=120,
+        env=torn_journal_env("results.jsonl", 30), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert torn.returncode == -signal.SIGKILL
     final = run_cli(*study_args(study))

@@ -6,6 +6,7 @@ worker processes through the CLI.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -17,8 +18,11 @@ from hpbandster.core.result import json_result_logger, logged_results_to_HBS_res
 from hpbandster.core.worker import Worker
 
 from bohb_runner import compat
+from bohb_runner.master.cleanup import ArtifactCleanup
 from bohb_runner.master.optimizers import build_optimizer
-from bohb_runner.master.study_master import StudyFailed
+from bohb_runner.master.progress import ProgressTracker
+from bohb_runner.master.run import _Reporter
+from bohb_runner.master.study_master import SilentObserver, StudyFailed
 from bohb_runner.store.journal import JournalWriter, read_evaluations, read_sampled_configs
 from bohb_runner.store.schedule import HyperbandSchedule
 from bohb_runner.store.settings import StudySettings
@@ -28,7 +32,7 @@ from bohb_runner.wire.nameserver import StudyNameserver
 from bohb_runner.wire.pyro import configure_pyro
 from bohb_runner.worker.runtime import guard_compute, serve
 
-from conftest import TESTS
+from conftest import TESTS, wait_until
 
 QUADRATIC = TESTS / "data" / "quadratic.yaml"
 
@@ -53,7 +57,15 @@ class MisbehavingWorker(Worker):
 class Study:
     """Nameserver, in-process workers and an optimizer for one test."""
 
-    def __init__(self, tmp_path: Path, worker_class=ZeroCostWorker, workers: int = 2, **settings):
+    def __init__(
+        self,
+        tmp_path: Path,
+        worker_class=ZeroCostWorker,
+        workers: int = 2,
+        observer=None,
+        result_logger=None,
+        **settings,
+    ):
         compat.silence_configspace_deprecations()
         configure_pyro()
         self.dir = tmp_path
@@ -81,7 +93,8 @@ class Study:
             nameserver=host,
             nameserver_port=port,
             ping_interval=2,
-            result_logger=json_result_logger(str(tmp_path / "hpbandster"), overwrite=True),
+            observer=observer,
+            result_logger=result_logger or json_result_logger(str(tmp_path / "hpbandster"), overwrite=True),
         )
 
     def run(self, min_workers: int | None = None):
@@ -155,3 +168,106 @@ def test_a_failure_in_result_handling_stops_the_study_instead_of_hanging(tmp_pat
     study.master.results_journal = _FailingJournal(tmp_path / "broken.jsonl")
     with pytest.raises(StudyFailed, match="No space left on device"):
         study.run()
+
+
+# -- blocking I/O stays outside the master's lock ---------------------------------------------
+
+
+class _HangingLog(json_result_logger):
+    """hpbandster's live log on a shared file system that hangs (which cannot exist here): the
+    first result's append waits for ``gate``."""
+
+    def __init__(self, directory: Path, gate: threading.Event) -> None:
+        super().__init__(str(directory), overwrite=True)
+        self.gate = gate
+        self.calls = 0
+
+    def __call__(self, job):
+        self.calls += 1
+        if self.calls == 1:
+            assert self.gate.wait(120)
+        super().__call__(job)
+
+
+class _HangingObserver(SilentObserver):
+    """An observer whose first report waits for ``gate``; records what it is told, in order."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        self.gate = gate
+        self.finished: list[tuple] = []
+
+    def evaluation_finished(self, evaluation):
+        if not self.finished:
+            assert self.gate.wait(120)
+        self.finished.append((evaluation.config_id, evaluation.budget))
+
+
+class _HangingCleanup(ArtifactCleanup):
+    """Artifact clean-up on a file system where ``rmtree`` hangs (cannot exist here): the first
+    removal waits for ``gate``."""
+
+    def __init__(self, study_dir: Path, gate: threading.Event) -> None:
+        super().__init__(study_dir)
+        self.gate = gate
+        self.removed: list[tuple] = []
+
+    def remove(self, config_id):
+        if not self.removed:
+            assert self.gate.wait(120)
+        self.removed.append(tuple(config_id))
+        super().remove(config_id)
+
+
+def registered_results(master) -> int:
+    """Results hpbandster's iterations hold; -1 when the master's lock stays taken for 5 s."""
+    if not master.thread_cond.acquire(timeout=5):
+        return -1
+    try:
+        return sum(len(datum.results) for iteration in master.iterations for datum in iteration.data.values())
+    finally:
+        master.thread_cond.release()
+
+
+@pytest.mark.parametrize("slow", ["hpbandster log", "observer", "artifact clean-up"])
+def test_a_hanging_log_observer_or_clean_up_does_not_hold_up_results(tmp_path, slow):
+    gate = threading.Event()
+    log = _HangingLog(tmp_path / "hpbandster", gate) if slow == "hpbandster log" else None
+    observer = _HangingObserver(gate) if slow == "observer" else None
+    cleanup = _HangingCleanup(tmp_path, gate) if slow == "artifact clean-up" else None
+    if cleanup is not None:
+        tracker = ProgressTracker("hyperband", 2, HyperbandSchedule(1, 9, 3).total_jobs("hyperband", 2))
+        observer = _Reporter(tracker, cleanup)
+    study = Study(tmp_path, optimizer="hyperband", max_budget=9, iterations=2, observer=observer, result_logger=log)
+    total = HyperbandSchedule(1, 9, 3).total_jobs("hyperband", 2)  # 9+3+1 and 3+1 jobs
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            study.run()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            outcome.append(exc)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    try:
+        # iteration 0 is finished (its clean-up is due) and iteration 1 runs while the I/O hangs
+        wait_until(lambda: registered_results(study.master) in (-1, total), 60, "every result to be registered")
+        assert registered_results(study.master) == total, "the master's lock was held across the hanging I/O"
+        assert len(read_evaluations(tmp_path)) == total
+        assert runner.is_alive()  # the run waits for its reports before it returns
+    finally:
+        gate.set()
+        runner.join(60)
+    assert outcome == [None]
+    journal = [(e.config_id, e.budget) for e in read_evaluations(tmp_path)]
+    # the reports came after all, in the journal's order
+    live = logged_results_to_HBS_result(str(tmp_path / "hpbandster")).get_all_runs()
+    assert sorted((tuple(r.config_id), r.budget) for r in live) == sorted(journal)
+    live_order = [json.loads(line)[:2] for line in (tmp_path / "hpbandster" / "results.json").read_text().splitlines()]
+    assert [(tuple(cid), budget) for cid, budget in live_order] == journal
+    if slow == "observer":
+        assert observer.finished == journal
+    if cleanup is not None:
+        assert observer.tracker.done == total
+        assert sorted(cleanup.removed) == sorted({cid for cid, _ in journal})

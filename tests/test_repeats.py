@@ -4,6 +4,7 @@ repeat fail the evaluation. Real studies (the LeNet on digits, a cheap user work
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import statistics
@@ -37,6 +38,16 @@ class NoisyQuadraticWorker(Worker):
             return {"loss": float("nan"), "info": {}}
         loss = (config["x"] - 0.3) ** 2 + (config["y"] - 0.6) ** 2 + 0.01 * rng.standard_normal()
         return {"loss": np.float64(loss), "info": {"repeat": repeat, "noise_free": loss, "note": "x"}}
+
+
+class RepeatedQuadraticWorker(Worker):
+    """Supports repeats: the quadratic plus seed-dependent noise, and a test error that is each
+    repeat's own loss plus 0.25, so that the mean over the repeats differs from repeat 0's."""
+
+    def compute(self, config_id, config, budget, working_directory, repeat: int = 0, **kwargs):
+        rng = np.random.default_rng(repeat_seed(11 + config_id[2], repeat))
+        loss = (config["x"] - 0.3) ** 2 + (config["y"] - 0.6) ** 2 + 1.0 / budget + 0.05 * rng.uniform()
+        return {"loss": loss, "info": {"test_error": loss + 0.25}}
 
 
 # -- combining ----------------------------------------------------------------------------------
@@ -140,11 +151,14 @@ def test_lenet_study_with_two_repeats(tmp_path):
     assert len(evaluations) == 2 and all(e.ok for e in evaluations)
     for evaluation in evaluations:
         losses = evaluation.info["repeat_losses"]
-        assert len(losses) == 2 and losses[0] != losses[1]
+        assert len(losses) == 2
+        # two different trainings; their validation errors may still coincide: an untrained
+        # model that predicts one class has the same error on any seed of a stratified split
+        assert evaluation.info["train_loss"] != evaluation.info["repeat_means"]["train_loss"]
         assert evaluation.loss == pytest.approx(statistics.fmean(losses))
         assert evaluation.info["loss_std"] == pytest.approx(statistics.stdev(losses))
     results = StudyResults.load(study)
-    assert results.budget_used == 2 * sum(e.budget for e in evaluations)  # every evaluation trained twice
+    assert results.budget_used == 4  # 2 evaluations on budget 1, each trained twice
     assert "4 epochs" in result.stdout
     best = json.loads(run_cli("best", study, "--json").stdout)["incumbent"]
     assert best["test_error"] == results.incumbent.info["repeat_means"]["test_error"]
@@ -183,3 +197,84 @@ def test_a_worker_without_repeat_is_refused_up_front(tmp_path):
     for bad in ("0",):
         wrong = run_cli("run", "--space", SPACE, "--study-dir", tmp_path / "t", "--repeats", bad, "--no-progress")
         assert_one_line_error(wrong, f"--repeats must be an integer of at least 1, got {bad}")
+
+
+def _incumbent_steps_by_hand(records: list[dict], epochs_per_budget: int) -> list[tuple[float, list[int]]]:
+    """(epochs consumed, config id) where the incumbent changes, walking the journal in its order:
+    the lowest loss on the largest budget so far, ties to the lowest config id."""
+    spent, best, steps = 0.0, None, []
+    for record in records:
+        spent += epochs_per_budget * record["budget"]
+        if record["status"] != "ok":
+            continue
+        if best is None or (-record["budget"], record["loss"], record["config_id"]) < (
+            -best["budget"],
+            best["loss"],
+            best["config_id"],
+        ):
+            best = record
+            steps.append((spent, record["config_id"]))
+    return steps
+
+
+def test_repeats_count_alike_in_run_status_best_report_and_compare(tmp_path):
+    """--repeats 2: every place that counts epochs counts both trainings, and every place that
+    shows a test error shows the mean over the repeats (numbers worked out by hand here)."""
+    study = tmp_path / "study"
+    worker = ("--worker", "test_repeats:RepeatedQuadraticWorker", "--workers", 2, "--max-budget", 9, "--repeats", 2)
+    result = run_cli(
+        "run", "--space", QUADRATIC, "--study-dir", study, *worker, "--optimizer", "hyperband", "--iterations", 1,
+        "--no-progress", "--ping-interval", 1, timeout=240,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    # budgets 1, 3, 9 (eta 3): iteration 0 runs 9 x 1 + 3 x 3 + 1 x 9 = 27 epochs' worth of
+    # evaluations, 13 of them, and each trains twice: 54 epochs planned and, once all ran, spent
+    assert "13 evaluations x 2 repeats, 54 epochs planned" in result.stderr
+    assert "13 evaluations (0 failed), 54 epochs" in result.stdout
+    records = [json.loads(line) for line in (study / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 13 and all(r["status"] == "ok" for r in records)
+    [incumbent] = [r for r in records if r["budget"] == 9.0]  # the only evaluation on the largest budget
+    losses = incumbent["info"]["repeat_losses"]
+    mean_test_error = statistics.fmean(loss + 0.25 for loss in losses)  # the worker's test error per repeat
+    assert mean_test_error != pytest.approx(incumbent["info"]["test_error"])  # repeat 0's differs
+
+    status = json.loads(run_cli("status", study, "--json", timeout=60).stdout)
+    assert (status["jobs"]["budget_used"], status["jobs"]["budget_planned"]) == (54, 54)
+    assert "jobs:      done 13/13, running 0; 54 of 54 epochs" in run_cli("status", study, timeout=60).stdout
+    assert status["incumbent"]["test_error"] == pytest.approx(mean_test_error)
+
+    best = json.loads(run_cli("best", study, "--json").stdout)
+    assert best["budget_used"] == 54 and best["incumbent"]["test_error"] == pytest.approx(mean_test_error)
+
+    report = run_cli("report", study)
+    assert report.returncode == 0, report.stderr
+    numbers = json.loads((study / "report" / "report.json").read_text())
+    assert numbers["epochs"] == 54
+    trajectory = [(step["x"], step["config_id"]) for step in numbers["trajectory"]["budget"]]
+    assert trajectory == _incumbent_steps_by_hand(records, 2)
+    assert numbers["incumbent"]["test_error"] == pytest.approx(mean_test_error)
+
+    # compare: random search's iteration i evaluates (Hyperband's cost of iteration i) / 9 configurations
+    # on budget 9, each 2 x 9 = 18 epochs: iteration 0 3 of them (54 epochs, under the limit of 60),
+    # iteration 1 2 more (90): 2 iterations; the cut at 60 epochs keeps the first 3 evaluations
+    out = tmp_path / "cmp"
+    compared = run_cli(
+        "compare", "--space", QUADRATIC, "--optimizers", "randomsearch", "--seeds", 1, *worker, "--budget-limit", 60,
+        "--out", out, "--no-progress", "--ping-interval", 1, timeout=240,
+    )  # fmt: skip
+    assert compared.returncode == 0, compared.stderr
+    assert json.loads((out / "comparison.json").read_text())["iterations"] == {"randomsearch": 2}
+    run_records = [json.loads(line) for line in (out / "randomsearch-seed0" / "results.jsonl").read_text().splitlines()]
+    assert len(run_records) == 5
+    within = run_records[:3]
+    final = min(within, key=lambda r: (r["loss"], r["config_id"]))
+    run = json.loads((out / "curves.json").read_text())["optimizers"]["randomsearch"]["runs"]["randomsearch-seed0"]
+    assert run["epochs"] == 54
+    assert [x for x, _ in run["budget_steps"]] == [x for x, _ in _incumbent_steps_by_hand(within, 2)]
+    assert run["final_config_id"] == final["config_id"]
+    final_test_error = statistics.fmean(loss + 0.25 for loss in final["info"]["repeat_losses"])
+    assert run["final_test_error"] == pytest.approx(final_test_error)
+    with open(out / "comparison.csv") as fh:
+        [row] = list(csv.DictReader(fh))
+    assert float(row["test_error_mean"]) == pytest.approx(final_test_error, rel=1e-5)
+    assert float(row["epochs_mean"]) == 54

@@ -3,13 +3,16 @@ rendered by a real headless chromium (Debian's), whose screenshot is kept in tes
 
 from __future__ import annotations
 
+import bisect
 import json
 import shutil
-import signal
+import statistics
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+from hpbandster.core.worker import Worker
 
 from bohb_runner.analysis.hyperparameters import analysis_budget
 from bohb_runner.store.journal import read_evaluations
@@ -20,6 +23,50 @@ QUADRATIC = TESTS / "data" / "quadratic.yaml"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIGURES = ("trajectory", "evaluations", "effects", "pairs", "histograms", "rank-correlation", "workers")
 TEST_OUTPUT = PROJECT / "test-output"
+GATE = "open-the-gate"
+
+
+class BudgetGatedWorker(Worker):
+    """Finishes every job on budget 1 at once and holds the others until the file
+    ``open-the-gate`` appears in the study directory: with ``--iterations 1`` the study has
+    exactly its 9 first results and keeps running for as long as a test needs."""
+
+    def compute(self, config_id, config, budget, working_directory, **kwargs):
+        gate = Path(working_directory).parent / GATE
+        while budget > 1 and not gate.exists():
+            time.sleep(0.05)
+        return {"loss": (config["x"] - 0.3) ** 2 + (config["y"] - 0.6) ** 2 + 1.0 / budget, "info": {}}
+
+
+def journal(study: Path) -> list[dict]:
+    return [json.loads(line) for line in (study / "results.jsonl").read_text().splitlines() if line.strip()]
+
+
+def incumbent_steps_by_hand(records: list[dict]) -> list[tuple[float, list[int]]]:
+    """(epochs consumed, config id) where the incumbent changes, in the journal's order: the
+    lowest loss on the largest budget so far, ties to the lowest config id; one training each."""
+    spent, best, steps = 0.0, None, []
+    for record in records:
+        spent += record["budget"]
+        if record["status"] != "ok":
+            continue
+        if best is None or (-record["budget"], record["loss"], record["config_id"]) < (
+            -best["budget"],
+            best["loss"],
+            best["config_id"],
+        ):
+            best = record
+            steps.append((spent, record["config_id"]))
+    return steps
+
+
+def quartile_counts(values: list[float]) -> list[int]:
+    """How many values fall in each quartile bin [q0, q1), [q1, q2), [q2, q3), [q3, q4]."""
+    edges = [min(values), *statistics.quantiles(values, n=4, method="inclusive"), max(values)]
+    counts = [0] * 4
+    for value in values:
+        counts[min(bisect.bisect_right(edges, value) - 1, 3)] += 1
+    return counts
 
 
 def quadratic_study(study: Path, *extra, worker="user_worker:QuadraticWorker", iterations=3) -> list:
@@ -47,26 +94,46 @@ def report(study) -> Path:
 
 
 def assert_report(out: Path) -> dict:
+    """The page embeds every figure (the numbers behind them are checked in report.json)."""
     index = out / "index.html"
     text = index.read_text()
     assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
     for name in FIGURES:
-        png = out / f"{name}.png"
-        assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 3000, name
+        assert (out / f"{name}.png").read_bytes()[:8] == PNG_MAGIC, name
     assert text.count('src="data:image/png;base64,') == len(FIGURES)  # self-contained
-    return json.loads((out / "report.json").read_text())
+    numbers = json.loads((out / "report.json").read_text())
+    assert numbers["figures"] == sorted(f"{name}.png" for name in FIGURES)
+    return numbers
 
 
 def test_report_of_a_study(study, report):
     numbers = assert_report(report)
     evaluations = read_evaluations(study)
+    records = journal(study)
     assert numbers["evaluations"] == len(evaluations) and numbers["running"] is False
     best = min((e for e in evaluations if e.budget == 9.0), key=lambda e: e.loss)
     assert numbers["incumbent"]["loss"] == best.loss
+    # the trajectory figure's steps, on the epoch axis: 3 Hyperband iterations of budgets 1, 3, 9
+    # plan 27 + 18 + 27 = 72 epochs, all run
+    assert numbers["epochs"] == 72
+    steps = incumbent_steps_by_hand(records)
+    assert [(step["x"], step["config_id"]) for step in numbers["trajectory"]["budget"]] == steps
+    by_id = {(tuple(r["config_id"]), r["budget"]): r for r in records}
+    for step in numbers["trajectory"]["budget"]:
+        assert step["loss"] == by_id[(tuple(step["config_id"]), step["budget"])]["loss"]
+    assert [step["config_id"] for step in numbers["trajectory"]["time"]] == [c for _, c in steps]
+    # the evaluations figure: every successful evaluation at the seconds it finished
+    points = numbers["evaluations_over_time"]
+    assert [(p["config_id"], p["budget"], p["loss"]) for p in points] == [
+        (r["config_id"], r["budget"], r["loss"]) for r in records if r["status"] == "ok"
+    ]
+    assert all(p["loss_std"] is None for p in points)  # no --repeats: no error bars
+    assert all(p["seconds"] >= 0 for p in points)
+    # the histograms: quartile bins of the analysis budget's values, counted here from the journal
     budget = analysis_budget(evaluations)
-    on_budget = [e for e in evaluations if e.budget == budget]
+    on_budget = [r for r in records if r["budget"] == budget and r["status"] == "ok"]
     for name in ("x", "y"):
-        assert sum(numbers["histograms"][name].values()) == len(on_budget)
+        assert list(numbers["histograms"][name].values()) == quartile_counts([r["config"][name] for r in on_budget])
     assert set(numbers["importance"]) == {"x", "y"}
     assert sorted(map(sorted, numbers["pairs"])) == [["x", "y"]]
     # budgets 1 -> 3 -> 9: one correlation per consecutive pair, over the configurations on both
@@ -114,20 +181,28 @@ def test_report_of_an_hpbandster_export(study, tmp_path):
 
 def test_report_of_a_running_study(tmp_path):
     study = tmp_path / "live"
-    run = start_cli(*quadratic_study(study, worker="user_worker:SlowQuadraticWorker", iterations=4))
+    run = start_cli(*quadratic_study(study, worker=f"{Path(__file__).resolve()}:BudgetGatedWorker", iterations=1))
     try:
+        # Hyperband's first iteration: 9 jobs on budget 1 finish, the 3 promoted to budget 3 wait at the gate
         wait_until(
-            lambda: len(read_evaluations(study)) >= 3 if (study / "results.jsonl").exists() else False, 120, "3 results"
+            lambda: (study / "results.jsonl").exists() and len(read_evaluations(study)) == 9 or run.poll() is not None,
+            120,
+            "9 results",
         )
+        assert run.poll() is None, run.communicate()
         result = run_cli("report", study)
         assert result.returncode == 0, result.stderr
         assert run.poll() is None  # still running: the report did not disturb it
         numbers = assert_report(study / "report")
-        assert numbers["running"] is True and numbers["evaluations"] >= 3
+        assert numbers["running"] is True and numbers["evaluations"] == 9
         assert "still running" in (study / "report" / "index.html").read_text()
+        (study / GATE).touch()
+        assert run.wait(timeout=120) == 0
+        assert len(read_evaluations(study)) == 13  # the report did not disturb the study either
     finally:
-        run.send_signal(signal.SIGTERM)
-        run.wait(timeout=60)
+        if run.poll() is None:
+            run.kill()
+        run.communicate()
 
 
 def test_bad_reports_are_one_line_errors(study, tmp_path):
@@ -258,15 +333,22 @@ def test_repeated_evaluations_get_error_bars(study, tmp_path):
     copy = tmp_path / "repeats"
     copy.mkdir()
     shutil.copy(study / "study.json", copy / "study.json")
-    lines = []
-    for line in (study / "results.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        record["info"] = {
-            **record["info"],
-            "loss_std": 0.05,
-            "repeat_losses": [record["loss"] - 0.05, record["loss"] + 0.05],
-        }
-        lines.append(json.dumps(record))
-    (copy / "results.jsonl").write_text("\n".join(lines) + "\n")
+    records = []
+    for number, record in enumerate(journal(study)):
+        spread = 0.01 * (number + 1)  # a different spread for each evaluation
+        record["info"] = {**record["info"], "loss_std": spread, "repeat_losses": [record["loss"] - spread] * 2}
+        records.append(record)
+    (copy / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     index, numbers = make_report(copy, tmp_path / "out", ReportOptions())
-    assert "loss std (repeats)" in index.read_text() and numbers["evaluations"] == len(lines)
+    assert numbers["evaluations"] == len(records)
+    spread_of = {(tuple(r["config_id"]), r["budget"]): r["info"]["loss_std"] for r in records}
+    # the error bars drawn: the trajectory's and every evaluation's, each its own journal line's loss_std
+    for step in numbers["trajectory"]["budget"] + numbers["trajectory"]["time"]:
+        assert step["loss_std"] == spread_of[(tuple(step["config_id"]), step["budget"])]
+    points = numbers["evaluations_over_time"]
+    assert len(points) == len(records)
+    for point in points:
+        assert point["loss_std"] == spread_of[(tuple(point["config_id"]), point["budget"])]
+    incumbent = numbers["incumbent"]
+    assert incumbent["loss_std"] == spread_of[(tuple(incumbent["config_id"]), incumbent["budget"])]
+    assert f"<td>loss std (repeats)</td><td>{incumbent['loss_std']:.4g}</td>" in index.read_text()

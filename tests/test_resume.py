@@ -14,17 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from bohb_runner.store.journal import TEAR_ENV, read_evaluations
+from bohb_runner.store.journal import read_evaluations
 from bohb_runner.store.schedule import HyperbandSchedule
 
 from conftest import (
     TESTS,
     assert_one_line_error,
-    cli_env,
     descendants,
     journal_lines,
     run_cli,
     start_cli,
+    torn_journal_env,
     wait_until,
 )
 from conftest import kill_master_after as kill_run_after
@@ -89,14 +89,14 @@ def test_killed_and_resumed_study_equals_the_uninterrupted_one(tmp_path):
     # 1. the master dies while writing its 5th result (a torn line, as after a power cut)
     torn = subprocess.run(
         [os.sys.executable, "-m", "bohb_runner", *map(str, study_args(study, "--seed", 11, workers=1))],
-        env={**cli_env(), TEAR_ENV: "results.jsonl:5"}, capture_output=True, text=True, timeout=120,
+        env=torn_journal_env("results.jsonl", 5), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert torn.returncode == -signal.SIGKILL
     assert not (study / "results.jsonl").read_bytes().endswith(b"\n")
     # 2. ... while writing a sampled configuration
     resumed = subprocess.run(
         [os.sys.executable, "-m", "bohb_runner", *map(str, study_args(study, "--seed", 11, workers=1))],
-        env={**cli_env(), TEAR_ENV: "configs.jsonl:3"}, capture_output=True, text=True, timeout=120,
+        env=torn_journal_env("configs.jsonl", 3), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert resumed.returncode == -signal.SIGKILL
     assert "dropped a torn last line" in resumed.stderr

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from bohb_runner.slurm.jobs import ACTIVE_STATES, read_jobs
+from bohb_runner.slurm.jobs import read_jobs
+from bohb_runner.slurm.queue import ACTIVE_STATES
 from bohb_runner.store.schedule import HyperbandSchedule
 
 from conftest import PROJECT, TESTS, assert_one_line_error, run_cli, wait_until
@@ -134,18 +135,20 @@ def test_submitted_study_runs_master_and_two_workers_to_the_end(slurm, tmp_path)
     # SLURM's refusal is one line; the study was created and checked before sbatch ran, so the
     # same command, fixed, submits it
     refused = run_cli(
-        "slurm", "submit", "--space", QUADRATIC, "--study-dir", study, "--worker", "user_worker:TimedQuadraticWorker",
+        "slurm", "submit", "--space", QUADRATIC, "--study-dir", study, "--worker", "user_worker:GatedQuadraticWorker",
         "--iterations", "1", "--partition", "no-such-partition",
     )  # fmt: skip
     assert_one_line_error(refused, "sbatch refused", "study.sbatch", "partition")
     assert not (study / "slurm" / "jobs.jsonl").exists()
 
-    job_id = submit(study, "user_worker:TimedQuadraticWorker", 1)
+    # the workers hold every job until the test opens the gate: the job cannot end before then
+    job_id = submit(study, "user_worker:GatedQuadraticWorker", 1)
 
     # while it is queued or running, a second study job for the same study is refused
     again = run_cli("slurm", "submit", "--study-dir", study, "--workers-per-node", "2")
-    if job_state(job_id) in ACTIVE_STATES:
-        assert_one_line_error(again, f"SLURM job {job_id}", "already runs this study")
+    assert job_state(job_id) in ACTIVE_STATES, f"job {job_id} ended before the gate opened: {job_state(job_id)}"
+    assert_one_line_error(again, f"SLURM job {job_id}", "already runs this study")
+    (study / "gate").touch()
 
     assert wait_for_end(job_id) == "COMPLETED", (study / "logs" / f"slurm-{job_id}.out").read_text()
     evaluations = assert_complete(study, 1)

@@ -163,7 +163,8 @@ def test_extra_sbatch_and_time_formats():
 
 def fake_sbatch_env(tmp_path: Path) -> dict[str, str]:
     """PATH with an ``sbatch`` that only records that it was called (the dry run must not call it),
-    and an ``squeue`` that says what ``tmp_path/squeue-says`` holds (nothing: SLURM forgot the job)."""
+    and an ``squeue`` that says what ``tmp_path/squeue-says`` holds (nothing: SLURM forgot the job),
+    in the ``--format`` bohb_runner.slurm.queue asks for: task|job|state|elapsed|nodes-or-reason."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     fake = bin_dir / "sbatch"
@@ -231,10 +232,10 @@ def test_submit_calls_sbatch_and_records_the_job(tmp_path):
 
     # while SLURM still has the study's job, a second one is refused; once it ended, the same
     # command resubmits (resumes) the study
-    (tmp_path / "squeue-says").write_text("4242 PENDING\n")
+    (tmp_path / "squeue-says").write_text("4242|4242|PENDING|0:00|(Priority)\n")
     refused = cli(env, "slurm", "submit", "--study-dir", study, "--workers-per-node", "2")
     assert_one_line_error(refused, "SLURM job 4242 (PENDING) already runs this study", "add-workers")
-    (tmp_path / "squeue-says").write_text("4242 COMPLETED\n")
+    (tmp_path / "squeue-says").write_text("4242|4242|COMPLETED|0:05|node1\n")
     parsable = cli(env, "slurm", "submit", "--study-dir", study, "--workers-per-node", "2", "--parsable")
     assert parsable.stdout.strip() == "4242", parsable.stderr
     assert len((study / "slurm" / "jobs.jsonl").read_text().splitlines()) == 2

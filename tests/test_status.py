@@ -18,7 +18,16 @@ from hpbandster.core.worker import Worker
 
 from bohb_runner.store.status_file import read_status_snapshot
 
-from conftest import PROJECT, TESTS, cli_env, processes_mentioning, run_cli, start_cli, wait_until
+from conftest import (
+    PROJECT,
+    TESTS,
+    assert_one_line_error,
+    cli_env,
+    processes_mentioning,
+    run_cli,
+    start_cli,
+    wait_until,
+)
 
 QUADRATIC = TESTS / "data" / "quadratic.yaml"
 GATED_WORKER = f"{Path(__file__).resolve()}:GatedWorker"
@@ -150,30 +159,59 @@ def _record_jobs(study: Path, *job_ids: str) -> None:
             )
 
 
+def _squeue_states(job_id: str) -> list[str]:
+    """The states of the job's tasks as squeue lists them (also ended ones SLURM still remembers)."""
+    result = subprocess.run(
+        ["squeue", "--noheader", "--states=all", f"--jobs={job_id}", "--format=%T"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    return result.stdout.split()
+
+
 @pytest.mark.skipif(shutil.which("sbatch") is None, reason="needs SLURM (sbatch, squeue)")
 def test_status_shows_the_states_of_the_studys_real_slurm_jobs(finished_study, tmp_path):
+    """A real job array of two tasks, each held by a gate file until the test has seen it queued or
+    running: status shows its tasks' states, `slurm submit` refuses a second study job meanwhile
+    (the same SLURM query), and once it has ended status shows how it ended."""
+    gate = tmp_path / "gate"
     submitted = subprocess.run(
-        ["sbatch", "--parsable", "--job-name", "bohb-status-test", "--output", str(tmp_path / "slurm-%j.out"),
-         "--time", "5", "--wrap", "sleep 120"],
+        ["sbatch", "--parsable", "--job-name", "bohb-status-test", "--output", str(tmp_path / "slurm-%A_%a.out"),
+         "--time", "5", "--array", "0-1", "--wrap", f"while [ ! -e {gate} ]; do sleep 0.2; done"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     if submitted.returncode != 0:
         pytest.skip(f"sbatch refused a job here: {submitted.stderr.strip()}")
     job_id = submitted.stdout.strip().split(";")[0]
+    active = ("PENDING", "RUNNING", "CONFIGURING")
     try:
         # "1": a job SLURM has long forgotten, next to the live one
-        _record_jobs(finished_study, "1", job_id)
+        _record_jobs(finished_study, job_id, "1")
         slurm = status_json(finished_study)["slurm"]
         assert slurm["available"] is True
         states = {job["job_id"]: job["state"] for job in slurm["jobs"]}
-        assert states[job_id] in ("PENDING", "RUNNING", "CONFIGURING")
+        assert re.fullmatch(rf"({'|'.join(active)})( x2)?(, ({'|'.join(active)}))?", states[job_id]), states
+        [live] = [job for job in slurm["jobs"] if job["job_id"] == job_id]
+        assert {task["state"] for task in live["tasks"]} <= set(active) and live["tasks"]
         assert states["1"] == "finished (no longer queued)"
         text = run_cli("status", finished_study, timeout=60).stdout
-        # the job may have started between the two calls
-        assert re.search(rf"^slurm:     job {job_id} \(workers\): (PENDING|RUNNING|CONFIGURING)", text, re.M), text
-        assert "slurm:     job 1 (study): finished (no longer queued)" in text
+        # a task may have started between the two calls
+        assert re.search(rf"^slurm:     job {job_id} \(study\): (PENDING|RUNNING|CONFIGURING)", text, re.M), text
+        assert "slurm:     job 1 (workers): finished (no longer queued)" in text
+        refused = run_cli("slurm", "submit", "--study-dir", finished_study, "--workers-per-node", "1", timeout=60)
+        assert_one_line_error(refused, f"SLURM job {job_id} (", "already runs this study")
+
+        gate.touch()
+        deadline = time.monotonic() + 120
+        while (states_now := _squeue_states(job_id)) != ["COMPLETED", "COMPLETED"]:  # a job's end: outside events
+            assert time.monotonic() < deadline, f"job {job_id} did not complete: {states_now}"
+            time.sleep(0.5)
+        slurm = status_json(finished_study)["slurm"]
+        assert {job["job_id"]: job["state"] for job in slurm["jobs"]}[job_id] == "COMPLETED x2"
+        assert f"slurm:     job {job_id} (study): COMPLETED x2" in run_cli("status", finished_study, timeout=60).stdout
     finally:
+        gate.touch()
         subprocess.run(["scancel", job_id], capture_output=True, timeout=60)
+        os.remove(finished_study / "slurm" / "jobs.jsonl")
 
 
 def test_status_says_when_slurm_is_not_available(finished_study, tmp_path):

@@ -2,12 +2,13 @@
 
 When Hyperband promotes a configuration from budget b to b', the job on b' starts from the
 state the job on b left (model, optimizer, steps done, RNG mid-epoch) and trains only b' - b
-epochs. Layout::
+epochs. The checkpoints of a configuration live in its artifacts directory
+(:mod:`bohb_runner.store.artifacts`), which the master deletes once the configuration can no
+longer be promoted::
 
-    STUDY_DIR/checkpoints/<i>_<j>_<k>/repeat-<r>_budget-<b>.pt
+    artifacts_dir(STUDY_DIR, (i, j, k))/repeat-<r>_budget-<b>.pt   # STUDY_DIR/checkpoints/<i>_<j>_<k>/...
 
-One directory per configuration id, one file per (repeat, budget); ``<b>`` is the budget's
-``repr`` so that it reads back exactly. Files are written atomically (temporary file, fsync,
+One file per (repeat, budget); ``<b>`` is the budget's ``repr`` so that it reads back exactly. Files are written atomically (temporary file, fsync,
 rename): a crash leaves the old file or the new one, never half of one. Each file also records
 the configuration and training seed it belongs to, so a stale file (a study directory reused
 for other configurations) is never mistaken for a valid start.
@@ -29,18 +30,14 @@ from typing import Any
 
 import torch
 
+from bohb_runner.store.artifacts import artifacts_dir
+from bohb_runner.store.files import atomic_file
 from workers.training import TrainingState
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = "checkpoints"
 FORMAT = 1
 _NAME = re.compile(r"^repeat-(\d+)_budget-([0-9.eE+-]+|inf)\.pt$")
-
-
-def config_key(config_id: Sequence[Any]) -> str:
-    """``(0, 0, 3)`` (or the list serpent makes of it) as ``0_0_3``."""
-    return "_".join(str(int(part)) for part in config_id)
 
 
 def config_fingerprint(config: dict[str, Any]) -> str:
@@ -51,14 +48,14 @@ class CheckpointStore:
     """The checkpoints of one study, read and written by its workers."""
 
     def __init__(self, study_dir: Path | str) -> None:
-        self.root = Path(study_dir) / CHECKPOINT_DIR
+        self.study_dir = Path(study_dir)
 
     def path(self, config_id: Sequence[Any], repeat: int, budget: float) -> Path:
-        return self.root / config_key(config_id) / f"repeat-{int(repeat)}_budget-{float(budget)!r}.pt"
+        return artifacts_dir(self.study_dir, config_id) / f"repeat-{int(repeat)}_budget-{float(budget)!r}.pt"
 
     def budgets(self, config_id: Sequence[Any], repeat: int) -> list[float]:
         """The budgets this configuration (and repeat) has checkpoints for, smallest first."""
-        directory = self.root / config_key(config_id)
+        directory = artifacts_dir(self.study_dir, config_id)
         found = []
         try:
             names = os.listdir(directory)
@@ -85,12 +82,8 @@ class CheckpointStore:
             "seed": int(seed),
             "state": state.to_dict(),
         }
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
+        with atomic_file(path, binary=True) as fh:
             torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
         return path
 
     def load_latest_below(
@@ -137,7 +130,7 @@ class CheckpointStore:
         for budget in budgets:
             _remove(self.path(config_id, repeat, budget))
         try:
-            (self.root / config_key(config_id)).rmdir()  # only when nothing is left
+            artifacts_dir(self.study_dir, config_id).rmdir()  # only when nothing is left
         except OSError:
             pass
 

@@ -20,7 +20,8 @@ activation      categorical  relu, tanh,        relu      after each conv and th
 
 The budget is in epochs and may be fractional: ``floor(budget)`` full epochs, then
 ``round(fraction * steps_per_epoch)`` steps of the next (see :mod:`workers.training`). The loss is the
-validation error; ``info`` holds accuracy, test error, the learning curve (validation error
+validation error; the model has one output per class of the data (recorded with the split).
+``info`` holds accuracy, test error, the learning curve (validation error
 after each epoch), epochs and steps trained, train time and the number of parameters.
 
 A configuration promoted to a larger budget continues from the checkpoint its job on the
@@ -110,7 +111,8 @@ def load_study_data(context: StudyContext, device: torch.device) -> TensorSplits
     """The study's recorded split, loaded once and moved to ``device``."""
     if context.data_record is None:
         raise UserError(f"{context.study_dir}: the study records no data split (was it created by bohb-runner?)")
-    loaded = load_dataset(context.dataset, context.data_dir)
+    # the IDX set the study was created with: ``--dataset mnist`` may have picked one of several
+    loaded = load_dataset(context.data_record.get("dataset", context.dataset), context.data_dir)
     return tensor_splits(loaded, context.data_record, device)
 
 
@@ -189,6 +191,7 @@ class LeNetWorker(Worker):
                 "config": config,
                 "budget": budget,
                 "input_shape": list(data.input_shape),
+                "num_classes": data.num_classes,
                 "seed": context.seed,
                 "val_error": trained.loss,
                 "test_error": trained.info["test_error"],

@@ -1,4 +1,4 @@
-"""The reduced LeNet: two conv/pool stages, a 128-unit dense layer, ten outputs."""
+"""The reduced LeNet: two conv/pool stages, a 128-unit dense layer, one output per class (ten for digits)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
 
 class ReducedLeNet(nn.Module):
-    """conv(k x k, f filters) -> act -> 2x2 max-pool, twice; dense 128 -> act; dense 10 (logits).
+    """conv(k x k, f filters) -> act -> 2x2 max-pool, twice; dense 128 -> act; dense ``num_classes`` (logits).
 
     Convolutions are padded ("same", ``filter_size // 2``) so that the network fits any input
     of at least 4x4 pixels: 8x8 digits become 4x4 then 2x2, 28x28 MNIST 14x14 then 7x7. With

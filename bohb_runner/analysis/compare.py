@@ -14,8 +14,6 @@ finished within the first E epochs.
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,6 +22,7 @@ from typing import Any
 
 from bohb_runner.analysis.sources import COMPARISON_FILE, read_json_file
 from bohb_runner.errors import StudyError, UserError
+from bohb_runner.store.files import write_json_atomically
 from bohb_runner.store.results import StudyResults
 from bohb_runner.store.settings import OPTIMIZERS, SETTINGS_FILE, new_settings
 
@@ -96,22 +95,16 @@ def parse_seeds(text: str) -> list[int]:
     return values
 
 
-def cost_factor(settings: Any) -> int:
-    """Epochs per budget unit of one evaluation: each of ``--repeats`` trainings costs its budget."""
-    return int(getattr(settings, "repeats", 1) or 1)
-
-
 def iterations_for_budget(optimizer: str, study: dict[str, Any], budget_limit: float) -> int:
     """The fewest iterations whose planned cost reaches ``budget_limit`` epochs."""
-    from bohb_runner.store.schedule import schedule_of
+    from bohb_runner.store.schedule import evaluation_epochs, schedule_of
 
     settings = new_settings({**study, "optimizer": optimizer})
     schedule = schedule_of(settings)
-    factor = cost_factor(settings)
     spent = 0.0
     for n in range(1, MAX_ITERATIONS + 1):
         try:
-            spent += schedule.bracket(optimizer, n - 1).cost * factor
+            spent += evaluation_epochs(schedule.bracket(optimizer, n - 1).cost, settings)
         except ValueError:  # a finite search (grid) ends before the limit: run all of it
             return n - 1
         if spent >= budget_limit - 1e-9:
@@ -187,16 +180,6 @@ def load_spec(out: Path) -> ComparisonSpec:
     return ComparisonSpec.from_json(data)
 
 
-def write_json_atomically(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 class RunLog:
     """``runs.json``: per run, whether it is finished and the wall-clock sessions it ran in."""
 
@@ -230,7 +213,7 @@ class RunLog:
         self.save()
 
     def save(self) -> None:
-        write_json_atomically(self.path, self.runs)
+        write_json_atomically(self.path, self.runs, indent=2, sort_keys=True)
 
 
 def prepare_comparison(args: Any, study: dict[str, Any]) -> ComparisonSpec:
@@ -248,7 +231,7 @@ def prepare_comparison(args: Any, study: dict[str, Any]) -> ComparisonSpec:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--out {out}: cannot create the directory ({exc.strerror})") from None
-    write_json_atomically(out / COMPARISON_FILE, spec.to_json())
+    write_json_atomically(out / COMPARISON_FILE, spec.to_json(), indent=2, sort_keys=True)
     return spec
 
 

@@ -23,17 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from bohb_runner.analysis.compare import ComparisonSpec, RunLog, cost_factor, study_dirs
-from bohb_runner.analysis.curves import (
-    AggregateCurve,
-    Step,
-    aggregate,
-    consumed_budget,
-    elapsed_time,
-    incumbent_steps,
-)
-from bohb_runner.analysis.sources import test_error_of
-from bohb_runner.store.results import StudyResults
+from bohb_runner.analysis.compare import ComparisonSpec, RunLog, study_dirs
+from bohb_runner.analysis.curves import AggregateCurve, Step, aggregate, elapsed_time, incumbent_steps
+from bohb_runner.store.results import StudyResults, consumed_budget, test_error_of
 from bohb_runner.store.settings import StudySettings
 
 REFERENCE = "randomsearch"
@@ -101,8 +93,7 @@ def summarise_run(
 ) -> RunSummary:
     results = StudyResults.load(study_dir)
     evaluations = results.evaluations
-    factor = cost_factor(results.settings)
-    budget_axis = [x * factor for x in consumed_budget(evaluations)]
+    budget_axis = consumed_budget(evaluations, results.settings)
     time_axis = elapsed_time(evaluations, log.sessions(name))
     kept = [
         (e, b, t)

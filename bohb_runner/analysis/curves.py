@@ -1,7 +1,9 @@
 """Anytime curves: the incumbent's validation error against budget consumed and wall-clock time.
 
-The incumbent after each finished evaluation is the study's own (``results.incumbent_of``:
-the lowest loss on the largest budget seen so far), so a curve ends exactly at what
+The incumbent after each finished evaluation is the study's own
+(:class:`~bohb_runner.store.results.RunningIncumbent`: the lowest loss on the largest budget seen
+so far), and the epoch axis counts every training of an evaluation
+(:func:`~bohb_runner.store.results.consumed_budget`), so a curve ends exactly at what
 ``bohb-runner best`` prints. A curve is a step function, kept as its change points; curves of
 several seeds are combined on the union of their change points, where the median and the
 quartiles of step functions change.
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bohb_runner.store.journal import Evaluation
+from bohb_runner.store.results import RunningIncumbent
 
 # a budget limit is compared with sums of floats (1/3 + 1/3 + ...): allow for rounding
 LIMIT_TOLERANCE = 1e-9
@@ -30,12 +33,6 @@ class Step:
     @property
     def loss(self) -> float:
         return float(self.evaluation.loss)
-
-
-def consumed_budget(evaluations: Sequence[Evaluation]) -> list[float]:
-    """Budget consumed when each evaluation finished: the running sum of budgets, in the
-    journal's (finishing) order, failed evaluations included: they cost epochs too."""
-    return [float(x) for x in np.cumsum([e.budget for e in evaluations])] if evaluations else []
 
 
 def elapsed_time(evaluations: Sequence[Evaluation], sessions: Sequence[tuple[float, float | None]] = ()) -> list[float]:
@@ -64,21 +61,11 @@ def elapsed_time(evaluations: Sequence[Evaluation], sessions: Sequence[tuple[flo
 def incumbent_steps(evaluations: Sequence[Evaluation], xs: Sequence[float], limit: float | None = None) -> list[Step]:
     """The incumbent's change points along ``xs`` (one x per evaluation), up to ``limit``."""
     steps: list[Step] = []
-    best: Evaluation | None = None
+    incumbent = RunningIncumbent()
     for evaluation, x in zip(evaluations, xs, strict=True):
         if limit is not None and x > limit + LIMIT_TOLERANCE:
             break
-        if not evaluation.ok:
-            continue
-        if (
-            best is None
-            or evaluation.budget > best.budget
-            or (
-                evaluation.budget == best.budget
-                and (evaluation.loss, evaluation.config_id) < (best.loss, best.config_id)
-            )
-        ):
-            best = evaluation
+        if incumbent.offer(evaluation):
             steps.append(Step(float(x), evaluation))
     return steps
 

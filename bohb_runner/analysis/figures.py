@@ -1,7 +1,12 @@
-"""The report's and the comparison's figures, drawn with matplotlib (Agg: no display needed).
+"""The report's and the comparison's figures, drawn with matplotlib's object-oriented API.
 
 Each function draws one figure from numbers computed elsewhere and writes it as a PNG;
 nothing here decides what the numbers are, so the tests check the numbers, not the pixels.
+
+Figures are ``matplotlib.figure.Figure`` objects printed by their own Agg canvas, never pyplot's:
+reports are also written from notebooks, whose backend (inline, widget) and open figures belong
+to the user. No backend is selected or changed and nothing is registered with pyplot, so a
+notebook's plots go on showing as before and no figure is left open.
 """
 
 from __future__ import annotations
@@ -12,31 +17,34 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from bohb_runner.analysis.curves import Step  # noqa: E402
-from bohb_runner.analysis.hyperparameters import BudgetCorrelation, PairGrid  # noqa: E402
-from bohb_runner.analysis.sources import Hyperparameter, finite  # noqa: E402
-from bohb_runner.store.journal import Evaluation  # noqa: E402
+from bohb_runner.analysis.curves import Step
+from bohb_runner.analysis.hyperparameters import BudgetCorrelation, PairGrid
+from bohb_runner.analysis.sources import Hyperparameter, finite
+from bohb_runner.store.journal import Evaluation
 
 DPI = 100
 OPTIMIZER_COLOURS = {"randomsearch": "#7f7f7f", "hyperband": "#1f77b4", "bohb": "#d62728", "grid": "#2ca02c"}
 
 
+def _figure(figsize: tuple[float, float]) -> Figure:
+    """A figure on its own Agg canvas (see the module docstring), with constrained layout."""
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def _save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)
     return path
 
 
 def _budget_colours(budgets: Sequence[float]) -> dict[float, Any]:
     ordered = sorted(set(budgets))
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     if len(ordered) == 1:
         return {ordered[0]: cmap(0.35)}
     return {b: cmap(0.9 * i / (len(ordered) - 1)) for i, b in enumerate(ordered)}
@@ -84,7 +92,8 @@ def anytime_figure(
 ) -> Path:
     """Median incumbent error across seeds with the 25-75 % band, one colour per optimizer;
     each seed's own curve faintly behind it."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
+    fig = _figure((7.5, 4.5))
+    ax = fig.subplots()
     for index, (optimizer, curve, runs) in enumerate(curves):
         colour = OPTIMIZER_COLOURS.get(optimizer, f"C{index + 4}")
         for steps in runs:
@@ -115,7 +124,8 @@ def anytime_figure(
 def trajectory_figure(
     budget_steps: list[Step], time_steps: list[Step], path: Path, budget_end: float, time_end: float
 ) -> Path:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    fig = _figure((11, 4))
+    axes = fig.subplots(1, 2)
     for ax, steps, end, label in (
         (axes[0], budget_steps, budget_end, "epochs consumed"),
         (axes[1], time_steps, time_end, "wall-clock seconds"),
@@ -136,7 +146,8 @@ def trajectory_figure(
 
 
 def evaluations_over_time_figure(evaluations: list[Evaluation], times: list[float], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
+    fig = _figure((9, 4.5))
+    ax = fig.subplots()
     ok = [(e, t) for e, t in zip(evaluations, times, strict=True) if e.ok]
     colours = _budget_colours([e.budget for e, _ in ok])
     for budget, colour in colours.items():
@@ -164,7 +175,8 @@ def effects_figure(hyperparameters: list[Hyperparameter], evaluations: list[Eval
     count = max(1, len(hyperparameters))
     columns = min(3, count)
     rows = math.ceil(count / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.3 * rows), squeeze=False, layout="constrained")
+    fig = _figure((4.2 * columns, 3.3 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
     ok = [e for e in evaluations if e.ok]
     colours = _budget_colours([e.budget for e in ok]) if ok else {}
     for ax, hp in zip(axes.flat, hyperparameters, strict=False):
@@ -203,7 +215,8 @@ def effects_figure(hyperparameters: list[Hyperparameter], evaluations: list[Eval
 
 def pair_heatmaps_figure(grids: list[PairGrid], budget: float | None, path: Path) -> Path:
     count = max(1, len(grids))
-    fig, axes = plt.subplots(1, count, figsize=(5.2 * count, 4.4), squeeze=False, layout="constrained")
+    fig = _figure((5.2 * count, 4.4))
+    axes = fig.subplots(1, count, squeeze=False)
     for ax, grid in zip(axes.flat, grids, strict=False):
         image = ax.imshow(grid.mean, origin="lower", cmap="viridis_r", aspect="auto")
         for (i, j), n in np.ndenumerate(grid.count):
@@ -237,7 +250,8 @@ def histograms_figure(groups: dict[str, dict[str, list[float]]], budget: float |
     count = max(1, len(groups))
     columns = min(3, count)
     rows = math.ceil(count / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.3 * rows), squeeze=False, layout="constrained")
+    fig = _figure((4.2 * columns, 3.3 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
     all_losses = [loss for g in groups.values() for losses in g.values() for loss in losses]
     edges = np.histogram_bin_edges(all_losses, bins=12) if all_losses else np.linspace(0, 1, 13)
     for ax, (name, by_value) in zip(axes.flat, groups.items(), strict=False):
@@ -262,7 +276,8 @@ def histograms_figure(groups: dict[str, dict[str, list[float]]], budget: float |
 
 def rank_correlation_figure(correlations: list[BudgetCorrelation], path: Path) -> Path:
     count = max(1, len(correlations))
-    fig, axes = plt.subplots(1, count, figsize=(4.2 * count, 3.8), squeeze=False, layout="constrained")
+    fig = _figure((4.2 * count, 3.8))
+    axes = fig.subplots(1, count, squeeze=False)
     for ax, c in zip(axes.flat, correlations, strict=False):
         ax.scatter([a for a, _ in c.pairs], [b for _, b in c.pairs], s=18, color="#1f77b4")
         rho = f"Spearman rho {c.rho:.2f}" if c.rho is not None else "too few configurations"
@@ -278,7 +293,8 @@ def rank_correlation_figure(correlations: list[BudgetCorrelation], path: Path) -
 
 def gantt_figure(rows: list[tuple[str, list[Evaluation]]], origin: float, path: Path) -> Path:
     """One row per worker, a bar per evaluation from start to finish, coloured by budget."""
-    fig, ax = plt.subplots(figsize=(10, 0.6 * max(2, len(rows)) + 1.5), layout="constrained")
+    fig = _figure((10, 0.6 * max(2, len(rows)) + 1.5))
+    ax = fig.subplots()
     budgets = [e.budget for _, evaluations in rows for e in evaluations]
     colours = _budget_colours(budgets) if budgets else {}
     for index, (_worker, evaluations) in enumerate(rows):

@@ -24,11 +24,9 @@ The result is ConfigSpace's own serialisation, so it loads with
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
-import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bohb_runner.errors import SpaceError, UserError
+from bohb_runner.store.files import write_atomically
 from bohb_runner.store.journal import Evaluation
 from bohb_runner.store.spaces import space_from_dict, space_to_dict, space_to_yaml
 
@@ -432,15 +431,8 @@ def write_space(space: dict[str, Any], out: Path, header: str = "") -> None:
     else:
         comment = "".join(f"# {line}\n" for line in header.splitlines()) if header else ""
         text = comment + space_to_yaml(loaded)
-    tmp = out.with_name(f".{out.name}.tmp")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
+        write_atomically(out, text)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         raise UserError(f"--out {out}: cannot write ({exc.strerror or exc})") from None

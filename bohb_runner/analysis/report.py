@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bohb_runner.analysis import figures
-from bohb_runner.analysis.curves import consumed_budget, elapsed_time, incumbent_steps
+from bohb_runner.analysis.curves import elapsed_time, incumbent_steps
 from bohb_runner.analysis.hyperparameters import (
     Trim,
     analysis_budget,
@@ -35,9 +35,10 @@ from bohb_runner.analysis.hyperparameters import (
     parse_pair,
     trim_evaluations,
 )
-from bohb_runner.analysis.sources import AnalysisSource, load_source, test_error_of
+from bohb_runner.analysis.sources import AnalysisSource, load_source
 from bohb_runner.errors import StudyError
 from bohb_runner.store.journal import Evaluation
+from bohb_runner.store.results import consumed_budget, test_error_of
 
 REPORT_DIR = "report"
 
@@ -146,7 +147,8 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 
 def study_report(source: AnalysisSource, out: Path, options: ReportOptions) -> dict[str, Any]:
-    """Write the report of one study (or hpbandster results) into ``out``; returns its numbers."""
+    """Write the report of one study (or hpbandster results) into ``out``; returns its numbers,
+    which ``report.json`` holds: every figure's, so that they can be checked without pixels."""
     evaluations = source.evaluations
     if not any(e.ok for e in evaluations):
         raise StudyError(f"{source.directory}: no successful evaluation yet; nothing to report")
@@ -156,39 +158,109 @@ def study_report(source: AnalysisSource, out: Path, options: ReportOptions) -> d
     kept, trim_notes = trim_evaluations(evaluations, trims, options.drop_worst)
     if not kept:
         raise StudyError("the trimming rules drop every evaluation; nothing left to draw")
-    budgets = consumed_budget(evaluations)
-    times = elapsed_time(evaluations)
-    budget_steps = incumbent_steps(evaluations, budgets)
-    time_steps = incumbent_steps(evaluations, times)
+    axes = StudyAxes(consumed_budget(evaluations, source.settings), elapsed_time(evaluations))
+    numbers: dict[str, Any] = {
+        "directory": str(source.directory),
+        "kind": source.kind,
+        "evaluations": len(evaluations),
+        "kept_after_trimming": len(kept),
+        "trims": trim_notes,
+        "running": (source.directory / "nameserver.json").exists(),
+        "epochs": axes.epochs[-1],
+        "seconds": axes.seconds[-1],
+    }
     sections: list[Section] = []
+    for part in (
+        _incumbent_sections(source, axes, out),
+        _hyperparameter_sections(source, kept, trim_notes, options, out),
+        _budget_section(evaluations, out),
+        _worker_section(evaluations, out),
+    ):
+        sections += part.sections
+        numbers.update(part.numbers)
+    numbers["figures"] = sorted(p.name for p in out.glob("*.png"))
+    write_html(out / "index.html", f"Report: {source.title}", _intro(source, numbers), sections)
+    (out / "report.json").write_text(json.dumps(numbers, indent=2) + "\n")
+    return numbers
 
-    # incumbent
+
+@dataclass
+class StudyAxes:
+    """Where each evaluation finished, in epochs consumed (every training counted) and seconds."""
+
+    epochs: list[float]
+    seconds: list[float]
+
+
+@dataclass
+class ReportPart:
+    """Sections of the report and the numbers behind their figures (for ``report.json``)."""
+
+    sections: list[Section]
+    numbers: dict[str, Any]
+
+
+def _point(evaluation: Evaluation, **where: float) -> dict[str, Any]:
+    """One drawn point: where it is, whose it is, and its error bar (None: no repeats)."""
+    return {
+        **where,
+        "config_id": list(evaluation.config_id),
+        "budget": evaluation.budget,
+        "loss": evaluation.loss,
+        "loss_std": figures.loss_std(evaluation),
+    }
+
+
+def _incumbent_sections(source: AnalysisSource, axes: StudyAxes, out: Path) -> ReportPart:
+    """The incumbent and its trajectory against epochs and time; every evaluation over time."""
+    evaluations = source.evaluations
+    budget_steps = incumbent_steps(evaluations, axes.epochs)
+    time_steps = incumbent_steps(evaluations, axes.seconds)
     incumbent = budget_steps[-1].evaluation
-    info = incumbent.info if isinstance(incumbent.info, dict) else {}
+    test_error = test_error_of(incumbent, source.settings)
+    std = figures.loss_std(incumbent)
     rows = [
         ["config id", str(tuple(incumbent.config_id))],
         ["budget", _fmt(incumbent.budget)],
         ["validation error", _fmt(incumbent.loss)],
-        ["test error", _fmt(test_error_of(incumbent, source.settings))],
+        ["test error", _fmt(test_error)],
     ]
-    if info.get("loss_std") is not None:
-        rows.append(["loss std (repeats)", _fmt(info.get("loss_std"))])
+    if std is not None:
+        rows.append(["loss std (repeats)", _fmt(std)])
     rows += [[f"  {k}", _fmt(v)] for k, v in sorted((incumbent.config or {}).items())]
-    sections.append(
-        Section(
-            "Incumbent trajectory",
-            figures.trajectory_figure(budget_steps, time_steps, out / "trajectory.png", budgets[-1], times[-1]),
-            _table(["incumbent", ""], rows),
-        )
+    trajectory = figures.trajectory_figure(
+        budget_steps, time_steps, out / "trajectory.png", axes.epochs[-1], axes.seconds[-1]
     )
-    sections.append(
+    sections = [
+        Section("Incumbent trajectory", trajectory, _table(["incumbent", ""], rows)),
         Section(
             "All evaluations over time",
-            figures.evaluations_over_time_figure(evaluations, times, out / "evaluations.png"),
-        )
-    )
+            figures.evaluations_over_time_figure(evaluations, axes.seconds, out / "evaluations.png"),
+        ),
+    ]
+    numbers = {
+        "incumbent": {
+            "config_id": list(incumbent.config_id),
+            "budget": incumbent.budget,
+            "loss": incumbent.loss,
+            "loss_std": std,
+            "test_error": test_error,
+        },
+        "trajectory": {
+            "budget": [_point(s.evaluation, x=s.x) for s in budget_steps],
+            "time": [_point(s.evaluation, x=s.x) for s in time_steps],
+        },
+        "evaluations_over_time": [_point(e, seconds=t) for e, t in zip(evaluations, axes.seconds, strict=True) if e.ok],
+        "failed_at_seconds": [t for e, t in zip(evaluations, axes.seconds, strict=True) if not e.ok],
+    }
+    return ReportPart(sections, numbers)
 
-    # hyperparameters
+
+def _hyperparameter_sections(
+    source: AnalysisSource, kept: list[Evaluation], trim_notes: list[str], options: ReportOptions, out: Path
+) -> ReportPart:
+    """Effects of each hyperparameter, pairs of them and the loss per value, after trimming."""
+    evaluations, hps = source.evaluations, source.hyperparameters
     # chosen before trimming, so that a trimmed report shows the same budget, with fewer points
     budget = analysis_budget(evaluations)
     pooled = on_budget(kept, budget)
@@ -204,21 +276,8 @@ def study_report(source: AnalysisSource, out: Path, options: ReportOptions) -> d
         else "<p class='note'>Not trimmed; <code>--trim NAME&lt;VALUE</code>, <code>--trim NAME=VALUE</code> "
         "or <code>--drop-worst FRACTION</code> redraw the hyperparameter figures without those evaluations.</p>"
     )
-    sections.append(
-        Section("Effect of each hyperparameter", figures.effects_figure(hps, kept, out / "effects.png"), trim_html)
-    )
     grids = [pair_grid(by_name[a], by_name[b], pooled) for a, b in pairs]
     importance_rows = [[name, f"{score:.3f}"] for name, score in scores.items()]
-    sections.append(
-        Section(
-            "Pairs of hyperparameters",
-            figures.pair_heatmaps_figure(grids, budget, out / "pairs.png"),
-            f"<p class='note'>Mean validation error per cell on budget {_fmt(budget)} ({len(pooled)} evaluations); "
-            "the default pairs are those among the three hyperparameters that explain most of the loss variance "
-            "(share of variance explained by binned means, a one-way ANOVA):</p>"
-            + _table(["hyperparameter", "variance explained"], importance_rows),
-        )
-    )
     groups = {hp.name: grouped_losses(binning_of(hp, pooled), pooled) for hp in hps}
     hist_rows = [
         [
@@ -231,78 +290,83 @@ def study_report(source: AnalysisSource, out: Path, options: ReportOptions) -> d
         for name, by_value in groups.items()
         for label, losses in by_value.items()
     ]
-    sections.append(
+    sections = [
+        Section("Effect of each hyperparameter", figures.effects_figure(hps, kept, out / "effects.png"), trim_html),
+        Section(
+            "Pairs of hyperparameters",
+            figures.pair_heatmaps_figure(grids, budget, out / "pairs.png"),
+            f"<p class='note'>Mean validation error per cell on budget {_fmt(budget)} ({len(pooled)} evaluations); "
+            "the default pairs are those among the three hyperparameters that explain most of the loss variance "
+            "(share of variance explained by binned means, a one-way ANOVA):</p>"
+            + _table(["hyperparameter", "variance explained"], importance_rows),
+        ),
         Section(
             "Loss per hyperparameter value",
             figures.histograms_figure(groups, budget, out / "histograms.png"),
             trim_html + _table(["hyperparameter", "value or range", "evaluations", "best", "mean"], hist_rows),
-        )
-    )
+        ),
+    ]
+    numbers = {
+        "analysis_budget": budget,
+        "importance": scores,
+        "pairs": [list(p) for p in pairs],
+        "histograms": {name: {label: len(losses) for label, losses in g.items()} for name, g in groups.items()},
+    }
+    return ReportPart(sections, numbers)
 
-    # budgets
+
+def _budget_section(evaluations: list[Evaluation], out: Path) -> ReportPart:
+    """How well each budget's ranking of configurations predicts the next budget's."""
     correlations = budget_rank_correlations(evaluations)
-    sections.append(
-        Section(
-            "Does a cheap budget predict the next one?",
-            figures.rank_correlation_figure(correlations, out / "rank-correlation.png"),
-            _table(
-                ["budgets", "configurations on both", "Spearman rho", "p-value"],
-                [[f"{c.low:.4g} -> {c.high:.4g}", c.count, _fmt(c.rho, 3), _fmt(c.p_value, 2)] for c in correlations],
-            ),
-        )
+    section = Section(
+        "Does a cheap budget predict the next one?",
+        figures.rank_correlation_figure(correlations, out / "rank-correlation.png"),
+        _table(
+            ["budgets", "configurations on both", "Spearman rho", "p-value"],
+            [[f"{c.low:.4g} -> {c.high:.4g}", c.count, _fmt(c.rho, 3), _fmt(c.p_value, 2)] for c in correlations],
+        ),
     )
+    numbers = {
+        "rank_correlations": [
+            {"low": c.low, "high": c.high, "count": c.count, "rho": c.rho, "p_value": c.p_value} for c in correlations
+        ]
+    }
+    return ReportPart([section], numbers)
 
-    # workers
+
+def _worker_section(evaluations: list[Evaluation], out: Path) -> ReportPart:
+    """What each worker did when: a Gantt chart and each one's busy share."""
     rows_by_worker = worker_rows(evaluations)
     origin = min((e.submitted or e.started or 0.0) for e in evaluations if e.finished is not None)
     shares = utilisation(rows_by_worker)
-    sections.append(
-        Section(
-            "Worker utilisation",
-            figures.gantt_figure(rows_by_worker, origin, out / "workers.png"),
-            _table(
-                ["worker", "evaluations", "busy"],
-                [[n, len(ev), f"{100 * shares[n]:.0f} %"] for n, ev in rows_by_worker],
-            ),
-        )
+    section = Section(
+        "Worker utilisation",
+        figures.gantt_figure(rows_by_worker, origin, out / "workers.png"),
+        _table(
+            ["worker", "evaluations", "busy"],
+            [[n, len(ev), f"{100 * shares[n]:.0f} %"] for n, ev in rows_by_worker],
+        ),
     )
+    return ReportPart([section], {"utilisation": shares})
 
-    running = (source.directory / "nameserver.json").exists()
-    settings = source.settings
+
+def _intro(source: AnalysisSource, numbers: dict[str, Any]) -> str:
+    """The lines above the figures: totals, the study's settings, and whether it still runs."""
+    evaluations, settings = source.evaluations, source.settings
     facts = [
-        f"{len(evaluations)} evaluations ({sum(not e.ok for e in evaluations)} failed), {budgets[-1]:g} epochs, "
-        f"{times[-1]:.0f} s"
+        f"{len(evaluations)} evaluations ({sum(not e.ok for e in evaluations)} failed), {numbers['epochs']:g} epochs, "
+        f"{numbers['seconds']:.0f} s"
     ]
     if settings is not None:
         facts.append(
             f"optimizer {settings.optimizer}, budgets {settings.min_budget:g}..{settings.max_budget:g} "
             f"(eta {settings.eta:g}), {settings.iterations} iterations, seed {settings.seed}, worker {settings.worker}"
+            + (f", repeats {settings.repeats}" if settings.repeats > 1 else "")
             + (f", data {settings.dataset}" if settings.data else "")
         )
-    if running:
+    if numbers["running"]:
         facts.append("the study is still running: this report shows the evaluations finished so far")
-    intro = "".join(f"<p>{html.escape(f)}</p>" for f in facts)
-    write_html(out / "index.html", f"Report: {source.title}", intro, sections)
-    numbers = {
-        "directory": str(source.directory),
-        "kind": source.kind,
-        "evaluations": len(evaluations),
-        "kept_after_trimming": len(kept),
-        "trims": trim_notes,
-        "running": running,
-        "incumbent": {"config_id": list(incumbent.config_id), "budget": incumbent.budget, "loss": incumbent.loss},
-        "analysis_budget": budget,
-        "importance": scores,
-        "pairs": [list(p) for p in pairs],
-        "histograms": {name: {label: len(losses) for label, losses in g.items()} for name, g in groups.items()},
-        "rank_correlations": [
-            {"low": c.low, "high": c.high, "count": c.count, "rho": c.rho, "p_value": c.p_value} for c in correlations
-        ],
-        "utilisation": shares,
-        "figures": sorted(p.name for p in out.glob("*.png")),
-    }
-    (out / "report.json").write_text(json.dumps(numbers, indent=2) + "\n")
-    return numbers
+    return "".join(f"<p>{html.escape(f)}</p>" for f in facts)
 
 
 def comparison_report(directory: Path, out: Path, options: ReportOptions) -> dict[str, Any]:

@@ -134,17 +134,5 @@ def read_json_file(path: Path) -> Any:
         raise StudyError(f"{path}: unreadable ({exc})") from None
 
 
-def test_error_of(evaluation: Evaluation, settings: StudySettings | None) -> float | None:
-    """The test error the worker reported, or None: also when the study has no test set
-    (``--split 8000,2000,0``), where a worker's "test error" of an empty set means nothing."""
-    data = settings.data if settings is not None and isinstance(settings.data, dict) else {}
-    sizes = data.get("sizes") if isinstance(data.get("sizes"), dict) else {}
-    if sizes.get("test") == 0:
-        return None
-    info = evaluation.info if isinstance(evaluation.info, dict) else {}
-    value = info.get("test_error")
-    return float(value) if finite(value) else None
-
-
 def finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -32,8 +32,18 @@ STUDY_OPTIONS: list[tuple[str, str, type, str]] = [
     ("--seed", "seed", int, f"seed of sampling, data split and training (default: {_DEFAULTS.seed})"),
     ("--job-timeout", "job_timeout", float, "seconds after which a job is abandoned as failed (default: none)"),
     ("--worker", "worker", str, f"hpbandster Worker class, module:Class (default: {DEFAULT_WORKER})"),
-    ("--dataset", "dataset", str, "digits (embedded, default) or mnist (IDX files in --data-dir)"),
-    ("--data-dir", "data_dir", str, "directory of MNIST-format IDX files, for --dataset mnist"),
+    (
+        "--dataset",
+        "dataset",
+        str,
+        "digits (embedded, default), or IDX files in --data-dir: mnist, emnist-<split>, qmnist, qmnist-nist",
+    ),
+    (
+        "--data-dir",
+        "data_dir",
+        str,
+        "directory of the dataset's files (MNIST-format IDX, also in torchvision's layout)",
+    ),
     ("--split", "split", str, "train,val,test fractions or counts (default: per dataset)"),
     (
         "--grid-points",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 
 from bohb_runner.cli.options import (
@@ -60,6 +62,7 @@ def _cmd_master(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    _stop_on_ctrl_c()
     args.host = listen_address(args)
     if args.overwrite and not args.fresh:
         raise UserError("--overwrite only goes with --fresh")
@@ -74,3 +77,16 @@ def _run(args: argparse.Namespace) -> int:
     results = run_master(args.study_dir, run_options(args))
     print(describe_results(results, time.monotonic() - started))
     return 0
+
+
+def _stop_on_ctrl_c() -> None:
+    """Make Ctrl-C (SIGINT) stop the master, whatever this process inherited.
+
+    A command a non-interactive shell starts in the background (``cmd &`` in a script, many CI
+    runners and job launchers) inherits SIGINT *ignored*, and Python then leaves it ignored: the
+    master would run on to the end, deaf to Ctrl-C and ``kill -INT``. ``run`` and ``master`` own
+    their process, so they take SIGINT back: it raises ``KeyboardInterrupt``, which stops the
+    study in order and exits with 130.
+    """
+    if threading.current_thread() is threading.main_thread():  # signal handlers live there only
+        signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -1,4 +1,5 @@
-"""``bohb-runner status DIR``: the command; the logic is in :mod:`bohb_runner.status.collect`."""
+"""``bohb-runner status DIR``: the command; :mod:`bohb_runner.status.collect` gathers the state,
+:mod:`bohb_runner.status.text` puts it in words."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from bohb_runner.status.collect import collect_status, format_status
+    from bohb_runner.status.collect import collect_status
+    from bohb_runner.status.text import format_status
 
     status = collect_status(args.study_dir)
     if args.json:

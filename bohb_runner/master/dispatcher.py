@@ -9,7 +9,11 @@ the result callback with versions that
 
 * never call into the network or the master while holding the lock,
 * hand a job whose worker cannot be reached back to the queue instead of losing it,
-* remove dead workers from the pool and the nameserver,
+* remove dead workers from the pool and the nameserver, and give a worker that could not be
+  reached for a moment (its job went back to the queue) work again once it answers,
+* ask all workers at once, within one bound, when probing them and when shutting them down:
+  with hundreds of workers on nodes that died, one call after the other (each waiting for its
+  timeout) would outlast SLURM's signal margin,
 * report anything unexpected to the master through ``on_fatal``, which stops the study with
   an error on the terminal and the traceback in the log.
 
@@ -24,19 +28,85 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, TypeVar
 
 import Pyro4
 import Pyro4.errors
 from hpbandster.core.dispatcher import Dispatcher, Job
 from hpbandster.core.dispatcher import Worker as WorkerHandle
 
+from bohb_runner.store.journal import JournalClosed
 from bohb_runner.wire import auth
 
 logger = logging.getLogger(__name__)
 
 FatalHandler = Callable[[str, str], None]
+
+Key = TypeVar("Key", bound=Hashable)
+Answer = TypeVar("Answer")
+
+# the most calls to workers in flight at once (one thread each, only while a round lasts)
+MAX_PARALLEL_CALLS = 256
+# seconds a round of calls waits past its bound for the answers of calls that timed out at it
+CALL_GRACE = 1.0
+
+
+def call_each(
+    keys: Sequence[Key],
+    call: Callable[[Key, float], Answer],
+    *,
+    within: float,
+    stop: threading.Event | None = None,
+    max_parallel: int = MAX_PARALLEL_CALLS,
+) -> dict[Key, Answer]:
+    """``call(key, timeout)`` for every key, up to ``max_parallel`` at once, all within ``within`` seconds.
+
+    Each call gets the time left as its timeout (for its socket), so the round ends in about
+    ``within`` seconds (plus ``CALL_GRACE``) however many keys there are and however many never
+    answer; keys whose call did not start or end by then are missing from the answers (no
+    verdict this round). A set ``stop`` ends the wait at once. An exception from a call is
+    raised here, in the caller's thread, after the round.
+    """
+    deadline = time.monotonic() + within
+    waiting = collections.deque(keys)
+    answers: dict[Key, Answer] = {}
+    failures: list[BaseException] = []
+    lock = threading.Condition()
+    running = min(max_parallel, len(waiting))
+
+    def work() -> None:
+        nonlocal running
+        try:
+            while True:
+                with lock:
+                    left = deadline - time.monotonic()
+                    if not waiting or left <= 0 or (stop is not None and stop.is_set()):
+                        return
+                    key = waiting.popleft()
+                try:
+                    answer = call(key, left)
+                except Exception as exc:
+                    with lock:
+                        failures.append(exc)
+                    continue
+                with lock:
+                    answers[key] = answer
+        finally:
+            with lock:
+                running -= 1
+                lock.notify_all()
+
+    for index in range(running):
+        threading.Thread(target=work, name=f"worker-call-{index}", daemon=True).start()
+    with lock:
+        # calls started before the deadline end by it (their timeout): a moment more for their answers
+        end = deadline + CALL_GRACE
+        while running and (left := end - time.monotonic()) > 0 and not (stop is not None and stop.is_set()):
+            lock.wait(min(left, 0.2))
+        if failures:
+            raise failures[0]
+        return dict(answers)
 
 
 class JobQueue:
@@ -66,6 +136,10 @@ class StudyDispatcher(Dispatcher):
 
     # a job whose worker dies this many times is recorded as failed rather than tried again
     MAX_LOST = 3
+    # seconds a discovery round gives all workers to answer (one that does not is dead)
+    PROBE_TIMEOUT = 10.0
+    # seconds shutting down gives all workers to take the request
+    SHUTDOWN_TIMEOUT = 5.0
 
     def __init__(
         self,
@@ -83,6 +157,7 @@ class StudyDispatcher(Dispatcher):
         self._lost_counts: dict[Any, int] = {}
         self._on_fatal = on_fatal
         self.ready = threading.Event()
+        self._stopping = threading.Event()  # ends a discovery round that is waiting for answers
         self._discovery_requested = False
         self._threads: list[threading.Thread] = []
         self._worker_prefix = f"hpbandster.run_{self.run_id}.worker."
@@ -126,17 +201,27 @@ class StudyDispatcher(Dispatcher):
             daemon.shutdown()
 
     def shutdown_all_workers(self, rediscover: bool = False) -> None:
-        """Ask every worker to exit; one that is already gone is no reason to stop asking."""
+        """Ask every worker to exit, all at once, within ``SHUTDOWN_TIMEOUT`` seconds in all;
+        one that is already gone is no reason to wait for it."""
         with self.discover_cond:
-            workers = list(self.worker_pool.values())
-        for worker in workers:
+            workers = {name: handle.proxy._pyroUri for name, handle in self.worker_pool.items()}
+
+        def ask(name: str, timeout: float) -> bool:
             try:
-                with auth.proxy(worker.proxy._pyroUri, self.hmac_key, timeout=5) as proxy:
+                with auth.proxy(workers[name], self.hmac_key, timeout=timeout) as proxy:
                     proxy.shutdown()
+                return True
             except Exception as exc:
-                self.logger.info("could not shut down worker %s: %s", worker.name, exc)
+                self.logger.info("could not shut down worker %s: %s", name, exc)
+                return False
+
+        answered = call_each(list(workers), ask, within=self.SHUTDOWN_TIMEOUT)
+        unreached = len(workers) - sum(answered.values())
+        if unreached:
+            self.logger.info("%d of %d workers could not be asked to shut down", unreached, len(workers))
 
     def _stop_threads(self) -> None:
+        self._stopping.set()
         with self.discover_cond:
             self.shutdown_all_threads = True
             self.discover_cond.notify_all()  # two conditions share one lock: wake both threads
@@ -176,29 +261,41 @@ class StudyDispatcher(Dispatcher):
             self._fail("worker discovery", traceback.format_exc())
 
     def _discover_once(self) -> None:
-        """One discovery round; called without the lock, takes it only to update the pool."""
-        with self._nameserver() as ns:
+        """One discovery round; called without the lock, takes it only to update the pool.
+
+        Every known worker and every newly registered one is asked at once whether it is busy
+        (``PROBE_TIMEOUT`` for the whole round). A known worker that answers "not busy" while
+        the pool has it neither idle nor running a job is made idle again: that is a worker
+        whose job could not be sent a moment ago (``_start_on_worker``), or one that was busy
+        with another master's job when it was found.
+        """
+        with self._nameserver(timeout=self.PROBE_TIMEOUT) as ns:
             registered = ns.list(prefix=self._worker_prefix)
         with self.discover_cond:
-            known = dict(self.worker_pool)
+            known = {name: str(handle.proxy._pyroUri) for name, handle in self.worker_pool.items()}
         # a worker that restarted under its old name registers a new address: the old one is dead
-        dead = [
-            name
-            for name, handle in known.items()
-            if registered.get(name, str(handle.proxy._pyroUri)) != str(handle.proxy._pyroUri)
-            or _probe_worker(handle.proxy._pyroUri, self.hmac_key) is None
-        ]
+        moved = {name for name, uri in known.items() if registered.get(name, uri) != uri}
+        targets = {name: uri for name, uri in known.items() if name not in moved}
+        targets.update({name: uri for name, uri in registered.items() if name not in known or name in moved})
+        answers = call_each(
+            list(targets),
+            lambda name, timeout: _probe_worker(targets[name], self.hmac_key, timeout),
+            within=self.PROBE_TIMEOUT,
+            stop=self._stopping,
+        )
+        dead = [name for name in known if name in moved or (name in answers and answers[name] is None)]
         found: dict[str, tuple[WorkerHandle, bool]] = {}
         for name, uri in registered.items():
-            if name not in known or name in dead:
-                busy = _probe_worker(uri, self.hmac_key)
-                if busy is not None:
-                    handle = WorkerHandle(name, uri)
-                    auth.sign(handle.proxy, self.hmac_key)
-                    found[name] = (handle, busy)
+            busy = answers.get(name)
+            if (name not in known or name in moved) and busy is not None:
+                handle = WorkerHandle(name, uri)
+                auth.sign(handle.proxy, self.hmac_key)
+                found[name] = (handle, busy)
+        idle_again = [name for name in known if name not in dead and answers.get(name) is False]
         if dead:
-            self._forget_dead_workers({n: str(known[n].proxy._pyroUri) for n in dead if n not in found}, registered)
+            self._forget_dead_workers({n: known[n] for n in dead if n not in found}, registered)
         lost_jobs: list[Job] = []
+        revived: list[str] = []
         with self.discover_cond:
             for name in dead:
                 handle = self.worker_pool.pop(name, None)
@@ -212,10 +309,17 @@ class StudyDispatcher(Dispatcher):
                 if not busy:
                     self.idle_workers.add(name)
                 self.logger.info("discovered worker %s", name)
+            for name in idle_again:
+                handle = self.worker_pool.get(name)
+                if handle is not None and handle.runs_job is None and name not in self.idle_workers:
+                    self.idle_workers.add(name)
+                    revived.append(name)
             changed = bool(found or dead)
             pool_size = len(self.worker_pool)
-            if changed:
+            if changed or revived:
                 self.runner_cond.notify_all()
+        for name in revived:
+            self.logger.info("worker %s answers again and is idle: it gets the next job", name)
         for name in dead:
             self.logger.warning("worker %s is gone", name)
         for job in lost_jobs:
@@ -302,11 +406,14 @@ class StudyDispatcher(Dispatcher):
             worker.proxy.start_computation(self.callback, job.id, **job.kwargs)
             self.logger.debug("job %s started on %s", job.id, worker.name)
         except Pyro4.errors.CommunicationError as exc:
+            # the worker stays in the pool, neither idle nor busy, until the discovery round
+            # asked for here has heard from it: idle again if it answers, dropped if it does not
             self.logger.warning("worker %s unreachable (%s); job %s goes back to the queue", worker.name, exc, job.id)
             with self.runner_cond:
                 self.running_jobs.pop(job.id, None)
                 worker.runs_job = None
                 self.waiting_jobs.put_front(job)
+                self.runner_cond.notify_all()  # another idle worker may take it at once
             self.trigger_discover_worker()
         except Exception as exc:  # e.g. a value the serializer refuses: a failed job, not a hang
             self.logger.error("could not send job %s to %s: %s", job.id, worker.name, exc)
@@ -390,15 +497,19 @@ class StudyDispatcher(Dispatcher):
         job.exception = exception
         try:
             self.new_result_callback(job)
+        except JournalClosed:  # a late result: not journalled, so not lost either
+            self.logger.warning("job %s finished while the study was stopping; it runs again on resume", job.id)
         except Exception:
             self._fail("the master's result handling", traceback.format_exc())
 
 
-def _probe_worker(uri: Any, hmac_key: bytes | None = None) -> bool | None:
-    """None if the worker at ``uri`` cannot be reached (or refuses the study's key), else whether
-    it says it is busy."""
+def _probe_worker(
+    uri: Any, hmac_key: bytes | None = None, timeout: float = StudyDispatcher.PROBE_TIMEOUT
+) -> bool | None:
+    """None if the worker at ``uri`` cannot be reached within ``timeout`` seconds (or refuses the
+    study's key), else whether it says it is busy."""
     try:
-        with auth.proxy(uri, hmac_key, timeout=10) as proxy:
+        with auth.proxy(uri, hmac_key, timeout=timeout) as proxy:
             return bool(proxy.is_busy())
     except Pyro4.errors.CommunicationError:
         return None

@@ -23,10 +23,14 @@ its time there instead of dispatching.
   the number of levels seen in the data, statsmodels' convention), for all candidates against all
   observations in one broadcast.
 
-The random draws come from numpy's global RNG, as hpbandster's do, so the master's per-config
-seeding makes sampling reproducible and a replayed journal rebuilds the same models. The
-draws are made in a different order from hpbandster's (in blocks, not candidate by candidate),
-so both samplers propose from the same distribution but not the same sequence.
+The random draws come from the sampler's own ``RandomState`` (``rng``), which the master reseeds
+for every sampling and every model fit (:meth:`VectorizedBOHB.reseed`), so sampling is
+reproducible and a replayed journal rebuilds the same models, while numpy's global RNG, which
+belongs to whoever hosts the study, is left alone. A legacy ``RandomState`` reseeded with a value
+draws exactly what numpy's global RNG draws after ``np.random.seed(value)``: studies sample what
+they sampled when this sampler used the global RNG. The draws are made in a different order from
+hpbandster's (in blocks, not candidate by candidate), so both samplers propose from the same
+distribution but not the same sequence.
 
 One deliberate difference: hpbandster's imputation loop (``while np.any(nan_indices)``) stops
 when the only inactive value left is in column 0, leaving a NaN that turns its whole KDE into
@@ -137,6 +141,14 @@ class ProductKDE:
 class VectorizedBOHB(HpBandSterBOHB):
     """hpbandster's BOHB config generator with vectorised model fitting and sampling (see the module docs)."""
 
+    def __init__(self, *args: Any, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rng = np.random.RandomState(seed)
+
+    def reseed(self, value: int) -> None:
+        """Restart the sampler's draws from ``value`` (the stream of ``np.random.seed(value)``)."""
+        self.rng.seed(value)
+
     def new_result(self, job: Any, update_model: bool = True) -> None:
         base_config_generator.new_result(self, job)
         if job.result is None or not np.isfinite(job.result["loss"]):
@@ -193,18 +205,18 @@ class VectorizedBOHB(HpBandSterBOHB):
                 group = rows[first == column]
                 donors = np.flatnonzero(np.isfinite(original[:, column]))
                 if donors.size:
-                    chosen = donors[np.random.randint(donors.size, size=group.size)]
+                    chosen = donors[self.rng.randint(donors.size, size=group.size)]
                     patch = missing[group]
                     result[group] = np.where(patch, original[chosen], result[group])
                 elif self.vartypes[column] == 0:
-                    result[group, column] = np.random.rand(group.size)
+                    result[group, column] = self.rng.rand(group.size)
                 else:
-                    result[group, column] = np.random.randint(self.vartypes[column], size=group.size)
+                    result[group, column] = self.rng.randint(self.vartypes[column], size=group.size)
         return result
 
     def get_config(self, budget: float) -> tuple[dict[str, Any], dict[str, Any]]:
         info: dict[str, Any] = {}
-        if not self.kde_models or np.random.rand() < self.random_fraction:
+        if not self.kde_models or self.rng.rand() < self.random_fraction:
             info["model_based_pick"] = False
             return self._random_configuration(), info
         try:
@@ -256,7 +268,7 @@ class VectorizedBOHB(HpBandSterBOHB):
     def candidates(self, kde_good: ProductKDE) -> np.ndarray:
         """``num_samples`` proposals around good observations (hpbandster's local search, in one go)."""
         count, (_, dims) = self.num_samples, kde_good.data.shape
-        centres = kde_good.data[np.random.randint(0, len(kde_good.data), size=count)]
+        centres = kde_good.data[self.rng.randint(0, len(kde_good.data), size=count)]
         bandwidth = np.maximum(kde_good.bw, self.min_bandwidth)
         vectors = np.empty((count, dims))
         continuous = self.vartypes == 0
@@ -264,10 +276,11 @@ class VectorizedBOHB(HpBandSterBOHB):
             vectors[:, continuous] = truncated_normal(
                 centres[:, continuous],
                 self.bw_factor * np.broadcast_to(bandwidth[continuous], (count, continuous.sum())),
+                self.rng,
             )
         for column in np.flatnonzero(~continuous):
-            keep = np.random.rand(count) < (1 - bandwidth[column])
-            uniform = np.random.randint(self.vartypes[column], size=count)
+            keep = self.rng.rand(count) < (1 - bandwidth[column])
+            uniform = self.rng.randint(self.vartypes[column], size=count)
             vectors[:, column] = np.where(keep, np.trunc(centres[:, column]), uniform)
         return vectors
 
@@ -292,8 +305,8 @@ class VectorizedBOHB(HpBandSterBOHB):
         return dict(self.configspace.sample_configuration())
 
 
-def truncated_normal(mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Draws from normals truncated to [0, 1], by inverting the CDF (numpy's global RNG).
+def truncated_normal(mean: np.ndarray, scale: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
+    """Draws from normals truncated to [0, 1], by inverting the CDF (uniforms from ``rng``).
 
     ``scipy.stats.truncnorm`` gives the same distribution; this is its arithmetic without the
     per-call overhead. Every mean lies in [0, 1], so each interval contains the mode and the
@@ -301,6 +314,6 @@ def truncated_normal(mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """
     lower = special.ndtr((0.0 - mean) / scale)
     upper = special.ndtr((1.0 - mean) / scale)
-    uniform = np.random.rand(*np.shape(mean))
+    uniform = rng.rand(*np.shape(mean))
     draws = mean + scale * special.ndtri(lower + uniform * (upper - lower))
     return np.clip(draws, 0.0, 1.0)

@@ -164,13 +164,31 @@ def _device_for(device: str, index: int, workers_per_gpu: int | None = None) -> 
     return f"cuda:{index % count}" if count else "cpu"
 
 
+# whether this process has said why it cannot count its GPUs (said once: it is asked per worker)
+_gpu_count_warned = False
+
+
 def visible_gpus() -> int:
-    """CUDA devices this process sees (``CUDA_VISIBLE_DEVICES`` applies); 0 without CUDA."""
+    """CUDA devices this process sees (``CUDA_VISIBLE_DEVICES`` applies); 0 without CUDA.
+
+    A CUDA install that fails (a driver older than the CUDA runtime, a broken library path)
+    would otherwise look exactly like a machine without a GPU, and the workers would quietly
+    train on CPUs: the reason is logged as a warning, once per process.
+    """
+    global _gpu_count_warned
     try:
         import torch
 
         return torch.cuda.device_count()
-    except Exception:
+    except Exception as exc:
+        if not _gpu_count_warned:
+            _gpu_count_warned = True
+            reason = str(exc).strip().splitlines()
+            logger.warning(
+                "cannot count CUDA GPUs (%s: %s); going on as if this machine had none",
+                type(exc).__name__,
+                reason[0] if reason else "no message",
+            )
         return 0
 
 

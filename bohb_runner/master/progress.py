@@ -16,6 +16,7 @@ from typing import TextIO
 
 from bohb_runner.store.describe import format_budget, format_duration
 from bohb_runner.store.journal import Evaluation
+from bohb_runner.store.results import RunningIncumbent
 from bohb_runner.store.schedule import Bracket
 
 
@@ -33,7 +34,7 @@ class ProgressTracker:
         self.failed = 0
         self.workers = 0
         self.epochs = 0.0
-        self.best: Evaluation | None = None
+        self._incumbent = RunningIncumbent()
         self.last_budget: float | None = None
         self.changed = threading.Event()
         self.failures: list[Evaluation] = []
@@ -54,9 +55,14 @@ class ProgressTracker:
         if not evaluation.ok:
             self.failed += 1
             self.failures.append(evaluation)
-        elif self.best is None or (evaluation.budget, -evaluation.loss) > (self.best.budget, -self.best.loss):
-            self.best = evaluation
+        else:
+            self._incumbent.offer(evaluation)
         self.changed.set()
+
+    @property
+    def best(self) -> Evaluation | None:
+        """The study's incumbent so far, by the rule ``bohb-runner best`` uses."""
+        return self._incumbent.current
 
     def workers_changed(self, count: int) -> None:
         self.workers = count

@@ -39,6 +39,7 @@ class StatusPublisher:
         self.dispatcher: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._failing = False  # the last write failed (and that was said)
 
     def attach(self, dispatcher: Any) -> None:
         """The master's dispatcher (hpbandster's data structures), once it exists."""
@@ -60,10 +61,28 @@ class StatusPublisher:
             self.publish("running")
 
     def publish(self, state: str) -> None:
+        """Write the snapshot; a failure is warned about once (until a write succeeds again).
+
+        A status file is never worth stopping a study for, but without it ``bohb-runner
+        status`` takes this live master for one that is gone: the user must hear why.
+        """
+        path = self.study_dir / STATUS_FILE
         try:
             write_status_snapshot(self.study_dir, self.snapshot(state))
-        except Exception as exc:  # a status file is never worth stopping a study for
-            logger.debug("could not write %s: %s", STATUS_FILE, exc)
+        except Exception as exc:
+            if self._failing:
+                logger.debug("still cannot write %s: %s", path, exc)
+            else:
+                self._failing = True
+                logger.warning(
+                    "cannot write %s (%s): `bohb-runner status` will report this master as not running until it can",
+                    path,
+                    exc,
+                )
+            return
+        if self._failing:
+            self._failing = False
+            logger.warning("%s is written again", path)
 
     def snapshot(self, state: str) -> dict[str, Any]:
         tracker = self.tracker

@@ -8,7 +8,8 @@ hpbandster's own), and changes four things:
 * every finished evaluation is appended to the results journal (fsynced) before the master
   acts on it, and every sampled configuration to the configs journal;
 * sampling and model fitting are seeded from the study seed and the config id, so a study's
-  choices depend on its history only, not on thread timing or how often it was restarted;
+  choices depend on its history only, not on thread timing or how often it was restarted
+  (and never on, or at the expense of, numpy's global RNG: see :func:`seeded_draws`);
 * a failure in any thread (dispatcher, result handling) stops the run with
   :class:`StudyFailed` instead of leaving it waiting forever;
 * workers' results are checked and turned into plain Python before hpbandster sees them.
@@ -33,6 +34,7 @@ from bohb_runner.compat import is_finite_number, native_config, to_native
 from bohb_runner.errors import StudyFailed
 from bohb_runner.master.dispatcher import StudyDispatcher
 from bohb_runner.master.iteration import StudyIteration
+from bohb_runner.master.reports import OrderedReports, QueuedResultLogger
 from bohb_runner.store.journal import Evaluation, JournalWriter, SampledConfig
 from bohb_runner.store.schedule import Bracket, HyperbandSchedule
 
@@ -84,6 +86,38 @@ def derived_seed(seed: int, *parts: Any) -> int:
     return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
+def seeded_draws(generator: Any, value: int) -> contextlib.AbstractContextManager[None]:
+    """The config generator's random draws, seeded with ``value``, for one call into it.
+
+    A generator with an RNG of its own (``reseed``, e.g.
+    :class:`~bohb_runner.master.kde_sampler.VectorizedBOHB`) is reseeded. hpbandster's own
+    generators draw from numpy's global RNG, which belongs to whoever hosts the study (a
+    notebook): it is seeded for the call and its state put back afterwards. Both give the draws
+    ``np.random.seed(value)`` would, so a study samples what it sampled when the master
+    seeded the global RNG itself.
+    """
+    reseed = getattr(generator, "reseed", None)
+    if callable(reseed):
+        reseed(value)
+        return contextlib.nullcontext()
+    return _global_numpy_rng_seeded(value)
+
+
+@contextlib.contextmanager
+def _global_numpy_rng_seeded(value: int) -> Iterator[None]:
+    """numpy's global RNG seeded with ``value`` for the block, then as it was before.
+
+    Only the master's own calls are serialised (under its condition); a thread of the host
+    process drawing from the global RNG meanwhile would share its stream for that moment.
+    """
+    state = np.random.get_state()
+    np.random.seed(value)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 class StudyMaster(Master):
     """Base of the study's optimizers; see the module docstring.
 
@@ -118,7 +152,11 @@ class StudyMaster(Master):
         self.working_directory = working_directory
         os.makedirs(self.working_directory, exist_ok=True)
         self.logger = logger or logging.getLogger(__name__)
-        self.result_logger = result_logger  # hpbandster's json_result_logger, or None
+        # reports (hpbandster's live log, observers) are made on a thread of their own, in order,
+        # outside the lock: see bohb_runner.master.reports
+        self.reports = OrderedReports(on_error=self.report_fatal)
+        # hpbandster's json_result_logger (or None), its appends queued as reports
+        self.result_logger = QueuedResultLogger(result_logger, self.reports) if result_logger is not None else None
         self.config_generator = config_generator
         self.time_ref: float | None = None
         self.iterations: list[StudyIteration] = []
@@ -180,15 +218,15 @@ class StudyMaster(Master):
 
     @contextlib.contextmanager
     def _seeded(self, *parts: Any) -> Iterator[None]:
-        """Seed numpy's global RNG (used by hpbandster) and the space's own RNG from ``parts``."""
+        """Seed the space's RNG and the config generator's draws from ``parts``, for one sampling."""
         value = derived_seed(self.seed, *parts)
-        np.random.seed(value)
         space = getattr(self.config_generator, "configspace", None)
         if isinstance(getattr(space, "random", None), np.random.RandomState):
             space.random.seed(value)  # the stream of space.seed(value), without a new RandomState
         elif space is not None:
             space.seed(value)
-        yield
+        with seeded_draws(self.config_generator, value):
+            yield
 
     def _sample_configuration(self, config_id: tuple[int, int, int], budget: float) -> tuple[dict, dict]:
         recorded = self._recorded_configs.get(config_id)
@@ -225,14 +263,27 @@ class StudyMaster(Master):
             while True:
                 self._raise_if_failed()
                 if self.num_running_jobs >= self.job_queue_sizes[1] and self.num_running_jobs > self.job_queue_sizes[0]:
-                    self.thread_cond.wait()
+                    self._wait()
                     continue
                 if self._advance():
                     continue
                 if not self.active_iterations():
                     break
-                self.thread_cond.wait()
+                self._wait()
         return self.iterations
+
+    # the main thread's longest sleep: see _wait
+    WAKE_INTERVAL = 1.0
+
+    def _wait(self) -> None:
+        """Wait (holding nothing) for a change, at most ``WAKE_INTERVAL`` seconds.
+
+        A signal (Ctrl-C, SIGTERM) that the kernel delivers to another thread of the process
+        only marks itself pending: Python runs its handler in the main thread, once that
+        thread runs again, and an untimed wait on a condition lasts until the next result,
+        which a study whose jobs run for hours may not send for hours.
+        """
+        self.thread_cond.wait(self.WAKE_INTERVAL)
 
     def active_iterations(self) -> list[int]:
         """Indices of the unfinished iterations, as hpbandster's, without rescanning the finished.
@@ -263,7 +314,7 @@ class StudyMaster(Master):
         if self._remaining_iterations > 0:
             iteration = self.get_next_iteration(len(self.iterations))
             self.iterations.append(iteration)
-            self.observer.iteration_started(self.bracket(iteration.HPB_iter))
+            self._report("iteration_started", self.bracket(iteration.HPB_iter))
             self._remaining_iterations -= 1
             return True
         return False
@@ -322,7 +373,7 @@ class StudyMaster(Master):
         with self.thread_cond:
             while self.dispatcher.number_of_workers() < min_n_workers:
                 self._raise_if_failed()
-                self.thread_cond.wait()
+                self._wait()
 
     def _submit_job(self, config_id: tuple[int, int, int], config: dict, budget: float) -> None:
         with self.thread_cond:
@@ -334,17 +385,26 @@ class StudyMaster(Master):
 
     def _dispatch(self, config_id: tuple[int, int, int], config: dict, budget: float) -> None:
         self.dispatcher.submit_job(config_id, config=config, budget=budget, working_directory=self.working_directory)
-        self.observer.job_submitted(config_id, budget)
+        self._report("job_submitted", config_id, budget)
 
     def adjust_queue_size(self, number_of_workers: int | None = None) -> None:
         super().adjust_queue_size(number_of_workers)
-        self.observer.workers_changed(
-            self.dispatcher.number_of_workers() if number_of_workers is None else number_of_workers
+        self._report(
+            "workers_changed", self.dispatcher.number_of_workers() if number_of_workers is None else number_of_workers
         )
 
+    def _report(self, event: str, *args: Any) -> None:
+        """Tell the observer about ``event``, on the reports thread, after what is already queued."""
+        self.reports.submit(f"the observer's {event}", getattr(self.observer, event), *args)
+
+    # how long a stopping master waits for the reports still queued (a hanging file system)
+    REPORTS_TIMEOUT = 30.0
+
     def shutdown(self, shutdown_workers: bool = False) -> None:
+        """Stop the dispatcher (and the workers, if asked), then make the reports still queued."""
         self.dispatcher.shutdown(shutdown_workers)
         self.dispatcher_thread.join(timeout=30)
+        self.reports.close(self.REPORTS_TIMEOUT)
 
     # -- failures ---------------------------------------------------------------------------
 
@@ -371,7 +431,9 @@ class StudyMaster(Master):
         by results that arrive together (see :class:`JournalWriter`). Once its line is durable,
         a result's thread registers every journalled result up to its own, in journal order:
         lines before it are durable too (one fsync covers all earlier writes), and no thread
-        waits for another's turn.
+        waits for another's turn. What registering tells others (hpbandster's live log, the
+        observers) is only queued here, and made on the reports thread
+        (:mod:`bohb_runner.master.reports`): nothing under the lock waits for a file system.
         """
         with self.thread_cond:
             _normalize_job_result(job)
@@ -393,12 +455,12 @@ class StudyMaster(Master):
         if self.result_logger is not None and not replayed:
             self.result_logger(job)
         self.iterations[job.id[0]].register_result(job)
-        # the model's imputation draws from numpy's global RNG; the space's RNG is not used
-        # here (and is seeded before every sampling), so only numpy's is seeded
-        np.random.seed(derived_seed(self.seed, *job.id, job.kwargs["budget"]))
-        self.config_generator.new_result(job)
+        # fitting the model draws (the imputation of inactive values); the space's RNG is not
+        # used here (and is seeded before every sampling), so only the generator's draws are seeded
+        with seeded_draws(self.config_generator, derived_seed(self.seed, *job.id, job.kwargs["budget"])):
+            self.config_generator.new_result(job)
         if not replayed:
-            self.observer.evaluation_finished(evaluation)
+            self._report("evaluation_finished", evaluation)
 
 
 def _normalize_job_result(job: Job) -> None:

@@ -1,4 +1,4 @@
-"""The study's record of its SLURM jobs (``DIR/slurm/jobs.jsonl``) and their states from SLURM.
+"""The study's record of its SLURM jobs (``DIR/slurm/jobs.jsonl``); their states come from :mod:`.queue`.
 
 One JSON object per line, appended at every submission: ``{"job_id": "123", "role": "study" or
 "workers", "submitted": unix time, "script": path}``. ``bohb-runner status`` reads it, and
@@ -9,34 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bohb_runner.errors import StudyError
+from bohb_runner.slurm.queue import active_jobs
 from bohb_runner.slurm.script import SLURM_DIR
+from bohb_runner.store.files import read_json_lines
 
 JOBS_FILE = "jobs.jsonl"
-
-# squeue states of a job that is still going to run, or running (not yet ended)
-ACTIVE_STATES = frozenset(
-    {
-        "PENDING",
-        "CONFIGURING",
-        "RUNNING",
-        "COMPLETING",
-        "SUSPENDED",
-        "REQUEUED",
-        "REQUEUE_HOLD",
-        "REQUEUE_FED",
-        "RESIZING",
-        "SIGNALING",
-        "STAGE_OUT",
-        "RESV_DEL_HOLD",
-        "STOPPED",
-    }
-)
 
 
 @dataclass
@@ -64,48 +46,18 @@ def record_job(study_dir: Path, job_id: str, role: str, script: Path) -> JobReco
 
 
 def read_jobs(study_dir: Path) -> list[JobRecord]:
-    """Every recorded submission, oldest first; lines that do not parse are skipped."""
+    """Every recorded submission, oldest first (the JSON-lines rule of :mod:`bohb_runner.store.files`:
+    a last line still being written is left for the next read; a bad line elsewhere is an error)."""
     path = jobs_path(study_dir)
-    if not path.exists():
-        return []
     records = []
-    for line in path.read_text().splitlines():
+    for number, data in read_json_lines(path, what="job record", torn_tail="quiet"):
         try:
-            data = json.loads(line)
             records.append(JobRecord(str(data["job_id"]), data["role"], float(data["submitted"]), data["script"]))
-        except (ValueError, KeyError, TypeError):
-            continue
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StudyError(f"{path}:{number}: malformed job record ({exc!r})") from None
     return records
-
-
-def job_states(job_ids: list[str]) -> dict[str, str]:
-    """SLURM's state of each job SLURM still knows (``squeue -t all``); forgotten jobs are left out.
-
-    An array job's state is that of its first task still listed. Empty when ``squeue`` is missing.
-    """
-    if not job_ids or shutil.which("squeue") is None:
-        return {}
-    states: dict[str, str] = {}
-    for job_id in job_ids:  # one call each: squeue fails as a whole when any id is unknown
-        try:
-            result = subprocess.run(
-                ["squeue", "--noheader", "--states=all", f"--jobs={job_id}", "--format=%F %T"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        for line in result.stdout.splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[0] == job_id:
-                # an array's tasks: keep an active state if any task has one
-                if parts[0] not in states or parts[1] in ACTIVE_STATES:
-                    states[parts[0]] = parts[1]
-    return states
 
 
 def active_study_jobs(study_dir: Path) -> dict[str, str]:
     """The study's recorded study jobs that SLURM has not finished: {job id: state}."""
-    ids = [r.job_id for r in read_jobs(study_dir) if r.role == "study"]
-    return {job_id: state for job_id, state in job_states(ids).items() if state in ACTIVE_STATES}
+    return active_jobs([r.job_id for r in read_jobs(study_dir) if r.role == "study"])

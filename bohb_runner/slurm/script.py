@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bohb_runner.errors import UserError
+from bohb_runner.store.files import write_atomically
 
 SLURM_DIR = "slurm"
 STUDY_SCRIPT = "study.sbatch"
@@ -328,11 +329,7 @@ def render_workers_script(
 def write_script(path: Path, text: str) -> Path:
     """Write a script atomically (a job never reads half of one), executable like a hand-written one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o755)
-    os.replace(tmp, path)
-    return path
+    return write_atomically(path, text, mode=0o755)
 
 
 def next_workers_script(study_dir: Path) -> Path:

@@ -17,6 +17,7 @@ from typing import Any
 
 from bohb_runner.errors import UserError
 from bohb_runner.slurm.script import SLURM_DIR, JobEnvironment, JobOptions, WorkerLayout
+from bohb_runner.store.files import write_json_atomically
 
 LAUNCH_FILE = "launch.json"
 
@@ -49,9 +50,7 @@ def save_launch(study_dir: Path, layout: WorkerLayout, job: JobOptions, env: Job
     path = Path(study_dir) / SLURM_DIR / LAUNCH_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"layout": asdict(layout), "job": asdict(job), "environment": asdict(env)}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    write_json_atomically(path, data, indent=2)
 
 
 def load_launch(study_dir: Path) -> dict[str, Any]:

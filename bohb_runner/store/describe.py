@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bohb_runner.store.results import StudyResults, test_error_of
-from bohb_runner.store.schedule import schedule_of
+from bohb_runner.store.schedule import planned_epochs, schedule_of
 from bohb_runner.store.settings import StudySettings
 
 
@@ -22,7 +22,7 @@ def describe_study(study_dir: Path, settings: StudySettings, resumed: bool = Fal
     schedule = schedule_of(settings)
     budgets = ", ".join(format_budget(b) for b in schedule.budgets)
     jobs = schedule.total_jobs(settings.optimizer, settings.iterations)
-    cost = schedule.total_cost(settings.optimizer, settings.iterations) * settings.repeats
+    cost = planned_epochs(settings)
     iterations = schedule.planned_iterations(settings.optimizer, settings.iterations)
     what = f"{settings.optimizer}, budgets {budgets} (eta {settings.eta:g}), {iterations} iterations"
     if settings.optimizer == "grid":
@@ -50,8 +50,8 @@ def describe_results(results: StudyResults, elapsed: float | None = None) -> str
     if inc is None:
         lines.append("no successful evaluation yet")
     else:
-        test = test_error_of(inc)
-        test_text = f", test error {test:.4f}" if isinstance(test, (int, float)) else ""
+        test = test_error_of(inc, results.settings)
+        test_text = f", test error {test:.4f}" if test is not None else ""
         lines.append(
             f"incumbent {tuple(inc.config_id)} on budget {format_budget(inc.budget)}: "
             f"validation error {inc.loss:.4f}{test_text}"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bohb_runner.errors import StudyError, UserError
+from bohb_runner.store.files import read_json_lines
 from bohb_runner.store.journal import Evaluation
 from bohb_runner.store.results import StudyResults
 
@@ -56,27 +57,9 @@ def is_hpbandster_dir(directory: Path) -> bool:
 
 
 def _json_lines(path: Path) -> list[tuple[int, Any]]:
-    """Parsed lines with their numbers; a torn last line (a live run mid-write) is skipped."""
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StudyError(f"{path}: unreadable ({exc})") from None
-    lines = text.split("\n")
-    torn = lines.pop() if not text.endswith("\n") else ""
-    parsed = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            parsed.append((number, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise StudyError(f"{path}:{number}: not an hpbandster JSON line ({exc})") from None
-    if torn.strip():
-        try:
-            parsed.append((len(lines) + 1, json.loads(torn)))
-        except json.JSONDecodeError:
-            pass  # written while we read; the next report will see it whole
-    return parsed
+    """Parsed lines with their numbers. hpbandster's files may be read while a live run appends
+    to them, so a last line without its newline yet is left for the next read, quietly."""
+    return list(read_json_lines(path, what="hpbandster line", torn_tail="quiet"))
 
 
 def _config_id(value: Any, where: str) -> tuple[int, int, int]:

@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import os
-import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any, TypeVar
 
 from bohb_runner.compat import to_native
 from bohb_runner.errors import StudyError
+from bohb_runner.store.files import read_json_lines
 
 logger = logging.getLogger(__name__)
 
@@ -114,9 +114,13 @@ class SampledConfig:
         )
 
 
-# Fault injection for the crash tests: "results.jsonl:N" makes the Nth append to that journal in
-# this process write half its line and then SIGKILL the process, as a power cut would.
-TEAR_ENV = "BOHB_RUNNER_TEST_TEAR_JOURNAL"
+class JournalClosed(Exception):
+    """A write after the journal was closed: the master is stopping, and the result this line
+    would have recorded is not in the journal; the evaluation runs again on resume."""
+
+
+class JournalWriteError(OSError):
+    """A line could not be written whole (disk full, file size limit); nothing of it was kept."""
 
 
 class JournalWriter:
@@ -125,19 +129,33 @@ class JournalWriter:
 
     :meth:`write` and :meth:`sync` are the two halves of ``append``, for a master that receives
     many results at once: each result's line is written in order under the master's lock, and the
-    fsyncs happen outside it, where one fsync makes every line written before it durable (group
-    commit), so results arriving together do not queue behind each other's disk flushes.
+    fsyncs happen outside it (group commit). The guarantee: when ``sync(s)`` returns, an fsync that
+    started after line ``s`` was written has completed, so line ``s`` and every line before it are
+    on the disk; lines already covered by an fsync cost no other. Results arriving together thus
+    share one fsync instead of queueing behind each other's.
+
+    A line is in the file whole or not at all: a short write is cut back to where the line began
+    before :class:`JournalWriteError` is raised, so later lines never follow a fragment. After
+    :meth:`close` (which waits for a sync in progress and makes every written line durable),
+    :meth:`write` raises :class:`JournalClosed`, and :meth:`sync` of a line written before the
+    close returns at once.
     """
 
     def __init__(self, path: Path, fsync: bool = True) -> None:
         self.path = Path(path)
         self._fsync = fsync
-        self._lock = threading.Lock()
-        self._sync_lock = threading.Lock()
+        self._lock = threading.Lock()  # the file's end: writes, and the count of lines written
+        self._sync_lock = threading.Lock()  # one fsync at a time; close waits for it too
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._refusal: str | None = None  # why no more lines are taken (closed, a fragment left)
         self._appends = 0  # lines written by this writer: the sequence number of the last one
         self._durable = 0  # lines of this writer known to be on the disk
-        self._tear_at = _tear_point(self.path)
+
+    @property
+    def closed(self) -> bool:
+        """True once no more lines are taken: from the moment :meth:`close` starts (or after a
+        short write whose fragment could not be removed)."""
+        return self._refusal is not None
 
     def append(self, record: dict[str, Any]) -> None:
         self.sync(self.write(record))
@@ -146,31 +164,63 @@ class JournalWriter:
         """Write the record's line (not yet fsynced); returns its sequence number for :meth:`sync`."""
         line = (json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n").encode()
         with self._lock:
-            self._appends += 1
-            if self._appends == self._tear_at:
-                os.write(self._fd, line[: len(line) // 2])
-                os.fsync(self._fd)
-                os.kill(os.getpid(), signal.SIGKILL)
+            if self._refusal is not None:
+                raise JournalClosed(f"{self.path}: {self._refusal}")
             written = os.write(self._fd, line)
-            if written != len(line):  # a short write (disk full): never leave half a record
-                raise OSError(f"{self.path}: short write ({written} of {len(line)} bytes)")
+            if written != len(line):
+                self._cut_back(written, len(line))
+            self._appends += 1
             return self._appends
+
+    def _cut_back(self, written: int, size: int) -> None:
+        """Remove the fragment a short write left, so that the next line starts a line of its own.
+
+        The file ends with the fragment (this writer is the study's only one: the study lock),
+        so the line began ``written`` bytes before the end.
+        """
+        try:
+            os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
+        except OSError as exc:
+            # the fragment stays as the file's torn last line: no later line may follow it
+            self._refusal = "the journal ends with the fragment of a short write and takes no more lines"
+            raise JournalWriteError(
+                f"{self.path}: short write ({written} of {size} bytes), and removing the fragment failed "
+                f"({exc.strerror}); the journal takes no more lines (the next run drops the fragment)"
+            ) from None
+        raise JournalWriteError(
+            f"{self.path}: short write ({written} of {size} bytes: disk full or file size limit?); "
+            "the line was removed again, nothing partial is kept"
+        )
 
     def sync(self, sequence: int) -> None:
         """Return once line ``sequence`` (and every line before it) is on the disk."""
         if not self._fsync:
             return
-        with self._sync_lock:  # one fsync at a time; who waited here usually finds its line durable
+        with self._sync_lock:  # who waited here usually finds its line durable already
             if self._durable >= sequence:
                 return
             with self._lock:
+                if self._fd < 0:  # closed, and close's own fsync failed: this line may not be on the disk
+                    raise JournalClosed(f"{self.path}: the journal was closed before line {sequence} was on the disk")
                 target = self._appends
             os.fsync(self._fd)
             self._durable = target
 
     def close(self) -> None:
+        """Refuse further lines, wait for a sync in progress, make what was written durable, close."""
         with self._lock:
-            if self._fd >= 0:
+            self._refusal = "the journal is closed (the master is stopping)"
+        with self._sync_lock, self._lock:
+            if self._fd < 0:
+                return
+            try:
+                if self._fsync and self._durable < self._appends:
+                    os.fsync(self._fd)
+                    self._durable = self._appends
+            except OSError as exc:
+                # lines whose sync had returned are durable; the others' results run again on resume
+                logger.warning("%s: the last fsync failed (%s)", self.path, exc.strerror)
+            finally:
                 os.close(self._fd)
                 self._fd = -1
 
@@ -181,39 +231,22 @@ class JournalWriter:
         self.close()
 
 
-def _tear_point(path: Path) -> int:
-    name, _, count = os.environ.get(TEAR_ENV, "").partition(":")
-    return int(count) if name == path.name and count.isdigit() else -1
-
-
 def read_records(path: Path) -> Iterator[dict[str, Any]]:
-    """Yield the records of a JSON-lines journal.
+    """Yield the records of a JSON-lines journal, by the rule of :func:`read_json_lines`.
 
-    A last line without its newline is what a crash in the middle of a write leaves behind: it
-    is dropped with a warning (the evaluation will be run again). Any other line that does not
-    parse is corruption, reported with its line number rather than skipped.
+    A torn last line is what a crash in the middle of a write leaves behind: it is dropped with
+    a warning (the evaluation will be run again). Any other line that does not parse, or is not
+    a JSON object, is corruption, reported with its line number rather than skipped.
     """
-    path = Path(path)
-    if not path.exists():
-        return
-    with open(path, "rb") as fh:
-        data = fh.read()
-    lines = data.split(b"\n")
-    torn = lines.pop()  # the part after the last newline: empty unless the last write was torn
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise StudyError(f"{path}:{number}: corrupt journal line ({exc.__class__.__name__}: {exc})") from None
+    for _, record in _numbered_records(path):
+        yield record
+
+
+def _numbered_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, record in read_json_lines(path, what="journal line"):
         if not isinstance(record, dict):
             raise StudyError(f"{path}:{number}: corrupt journal line (not a JSON object)")
-        yield record
-    if torn.strip():
-        logger.warning(
-            "%s:%d: dropping a torn last line (%d bytes, written during a crash)", path, len(lines) + 1, len(torn)
-        )
+        yield number, record
 
 
 def repair_torn_tail(path: Path) -> int:
@@ -242,7 +275,7 @@ def repair_torn_tail(path: Path) -> int:
 
 def _read_typed(path: Path, parse: Callable[[dict[str, Any]], T], what: str) -> list[T]:
     items = []
-    for number, record in enumerate(read_records(path), start=1):
+    for number, record in _numbered_records(path):
         try:
             items.append(parse(record))
         except (KeyError, TypeError, ValueError) as exc:

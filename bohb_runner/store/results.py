@@ -6,35 +6,79 @@ running one and an interrupted one.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
 from bohb_runner.store.journal import Evaluation, SampledConfig, read_evaluations, read_sampled_configs
+from bohb_runner.store.schedule import evaluation_epochs
 from bohb_runner.store.settings import StudySettings, read_settings
 
 
-def incumbent_of(evaluations: list[Evaluation]) -> Evaluation | None:
-    """hpbandster's incumbent: the lowest loss on the largest budget (ties: lowest config id).
+class RunningIncumbent:
+    """The incumbent so far, offered one finished evaluation at a time in finishing order.
 
-    hpbandster only looks at the largest budget in its results; where every evaluation on it
-    failed, this looks at the largest budget that has a successful one instead of giving up.
+    The one home of hpbandster's incumbent rule: the lowest loss on the largest budget, ties to
+    the lowest config id; failed evaluations never. ``best``, the live progress line and the
+    report's and ``compare``'s anytime curves all follow it, so a curve ends exactly at what
+    ``best`` prints. hpbandster itself only looks at the largest budget in its results; where
+    every evaluation on it failed, this keeps the best on the largest budget that has a
+    successful one instead of giving up.
     """
-    ok = [e for e in evaluations if e.ok]
-    if not ok:
+
+    def __init__(self) -> None:
+        self.current: Evaluation | None = None
+
+    def offer(self, evaluation: Evaluation) -> bool:
+        """Take ``evaluation`` into account; True when it became the incumbent."""
+        if not evaluation.ok:
+            return False
+        current = self.current
+        if current is None or (-evaluation.budget, evaluation.loss, evaluation.config_id) < (
+            -current.budget,
+            current.loss,
+            current.config_id,
+        ):
+            self.current = evaluation
+            return True
+        return False
+
+
+def incumbent_of(evaluations: Iterable[Evaluation]) -> Evaluation | None:
+    """The incumbent after ``evaluations`` (see :class:`RunningIncumbent`); None before any success."""
+    incumbent = RunningIncumbent()
+    for evaluation in evaluations:
+        incumbent.offer(evaluation)
+    return incumbent.current
+
+
+def test_error_of(evaluation: Evaluation, settings: StudySettings | None) -> float | None:
+    """The evaluation's test error, as ``best``, ``status``, the report and ``compare`` show it.
+
+    With ``--repeats`` the mean over the repeats (as its loss is), not the first repeat's. None
+    where there is none: not reported, not a finite number, or a study without a test set
+    (``--split 8000,2000,0``), where a worker's "test error" of an empty set means nothing.
+    ``settings`` is None for hpbandster's own result files.
+    """
+    data = settings.data if settings is not None and isinstance(settings.data, dict) else {}
+    sizes = data.get("sizes") if isinstance(data.get("sizes"), dict) else {}
+    if sizes.get("test") == 0:
         return None
-    largest = max(e.budget for e in ok)
-    return min((e for e in ok if e.budget == largest), key=lambda e: (e.loss, e.config_id))
-
-
-def test_error_of(evaluation: Evaluation) -> Any:
-    """The evaluation's test error: with ``--repeats``, the mean over the repeats (as its loss is),
-    not the first repeat's."""
     info = evaluation.info if isinstance(evaluation.info, dict) else {}
     means = info.get("repeat_means")
-    if isinstance(means, dict) and "test_error" in means:
-        return means["test_error"]
-    return info.get("test_error")
+    value = means["test_error"] if isinstance(means, dict) and "test_error" in means else info.get("test_error")
+    finite = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if finite else None
+
+
+def consumed_budget(evaluations: Iterable[Evaluation], settings: StudySettings | None) -> list[float]:
+    """Epochs consumed when each evaluation finished: the running sum of their costs
+    (:func:`~bohb_runner.store.schedule.evaluation_epochs`), in the journal's (finishing) order,
+    failed evaluations included: they cost epochs too."""
+    return list(accumulate(evaluation_epochs(e.budget, settings) for e in evaluations))
 
 
 @dataclass
@@ -62,9 +106,10 @@ class StudyResults:
 
     @property
     def budget_used(self) -> float:
-        """Total budget (epochs) of all finished evaluations, failed ones included; with
-        ``--repeats R`` every evaluation counts R times its budget (it trained R times)."""
-        return sum(e.budget for e in self.evaluations) * max(1, self.settings.repeats)
+        """Epochs of all finished evaluations, failed ones included; with ``--repeats R`` every
+        evaluation counts R times its budget (it trained R times)."""
+        consumed = consumed_budget(self.evaluations, self.settings)
+        return consumed[-1] if consumed else 0.0
 
     @property
     def iterations_seen(self) -> int:
@@ -88,7 +133,7 @@ class StudyResults:
                 "config": inc.config,
                 "budget": inc.budget,
                 "loss": inc.loss,
-                "test_error": test_error_of(inc),
+                "test_error": test_error_of(inc, self.settings),
                 "info": inc.info,
             }
         return summary

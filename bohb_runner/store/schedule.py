@@ -27,7 +27,8 @@ class Bracket:
 
     @property
     def cost(self) -> float:
-        """Total budget (epochs) the bracket consumes if every job finishes."""
+        """Sum of the bracket's budgets if every job finishes (epochs with one training per
+        evaluation; :func:`evaluation_epochs` counts ``--repeats``)."""
         return sum(n * b for n, b in zip(self.num_configs, self.budgets, strict=True))
 
     @property
@@ -108,12 +109,43 @@ class HyperbandSchedule:
         return self.hyperband_bracket(iteration)
 
     def total_cost(self, optimizer: str, iterations: int) -> float:
+        """Sum of the planned evaluations' budgets; :func:`planned_epochs` adds the trainings per evaluation."""
         iterations = self.planned_iterations(optimizer, iterations)
         return sum(self.bracket(optimizer, i).cost for i in range(iterations))
 
     def total_jobs(self, optimizer: str, iterations: int) -> int:
         iterations = self.planned_iterations(optimizer, iterations)
         return sum(self.bracket(optimizer, i).jobs for i in range(iterations))
+
+
+# The settings that make one evaluation train its configuration several times on its budget; an
+# evaluation trains the product of them. ``repeats`` today; k-fold cross-validation's folds
+# will be another factor here, and every count of epochs follows.
+TRAINING_FACTORS = ("repeats",)
+
+
+def trainings_per_evaluation(settings: StudySettings | None) -> int:
+    """How many trainings one evaluation of the study runs (``--repeats R``: R).
+
+    The one rule behind every epoch count (``results.budget_used``, the epochs planned that
+    ``run`` and ``status`` print, the report's and ``compare``'s epoch axes), so that they can
+    never disagree. ``None`` (hpbandster's own result files, which carry no settings) is one.
+    """
+    if settings is None:
+        return 1
+    return math.prod(max(1, int(getattr(settings, name, 1) or 1)) for name in TRAINING_FACTORS)
+
+
+def evaluation_epochs(budget: float, settings: StudySettings | None) -> float:
+    """Epochs one evaluation on ``budget`` costs: its budget for each of its trainings. Failed
+    evaluations cost it too: their trainings ran (or were attempted) before they failed."""
+    return budget * trainings_per_evaluation(settings)
+
+
+def planned_epochs(settings: StudySettings) -> float:
+    """Epochs the whole study costs if every planned evaluation finishes."""
+    schedule = schedule_of(settings)
+    return evaluation_epochs(schedule.total_cost(settings.optimizer, settings.iterations), settings)
 
 
 def schedule_of(settings: StudySettings) -> HyperbandSchedule:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import secrets
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bohb_runner.errors import StudyError, UserError
+from bohb_runner.store.files import write_json_atomically
 
 OPTIMIZERS = ("bohb", "hyperband", "randomsearch", "grid")
 DEFAULT_WORKER = "workers.lenet:LeNetWorker"
@@ -207,14 +207,7 @@ SETTINGS_FILE = "study.json"
 
 def write_settings(study_dir: Path, settings: StudySettings) -> None:
     """Write ``study.json`` atomically, so a crash never leaves half a settings file."""
-    path = study_dir / SETTINGS_FILE
-    tmp = path.with_suffix(".json.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(settings.to_json(), fh, indent=2, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_json_atomically(Path(study_dir) / SETTINGS_FILE, settings.to_json(), indent=2, sort_keys=True)
 
 
 def read_settings(study_dir: Path) -> StudySettings:

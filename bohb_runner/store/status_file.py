@@ -7,9 +7,10 @@ it from any node that sees the study directory, without a network connection.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from bohb_runner.store.files import write_json_atomically
 
 STATUS_FILE = "status.json"
 PUBLISH_INTERVAL = 2.0
@@ -25,10 +26,8 @@ def read_status_snapshot(study_dir: Path) -> dict[str, Any] | None:
 
 
 def write_status_snapshot(study_dir: Path, snapshot: dict[str, Any]) -> None:
-    path = Path(study_dir) / STATUS_FILE
-    tmp = path.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(snapshot, indent=1) + "\n")
-    os.replace(tmp, path)
+    # a live snapshot, rewritten every few seconds: atomic for readers, not worth an fsync
+    write_json_atomically(Path(study_dir) / STATUS_FILE, snapshot, durable=False, indent=1)
 
 
 def short_worker_name(name: str | None) -> str | None:

@@ -24,7 +24,6 @@ in the conversation:
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import stat
 from pathlib import Path
@@ -38,6 +37,7 @@ import Pyro4.util
 import serpent
 
 from bohb_runner.errors import StudyError
+from bohb_runner.store.files import write_atomically
 from bohb_runner.wire.callback_proxy import reused_callback_proxy
 from bohb_runner.wire.network import is_loopback
 
@@ -64,20 +64,8 @@ def create_secret(study_dir: Path) -> bytes:
     The file is created 0600 from the start (never readable by others, not even for a moment)
     under a temporary name and renamed into place, so a reader sees no file or a whole one.
     """
-    path = secret_path(study_dir)
     key = secrets.token_bytes(SECRET_BYTES)
-    tmp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(key.hex() + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)  # whatever the umask did
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomically(secret_path(study_dir), key.hex() + "\n", mode=0o600)
     return key
 
 

@@ -8,12 +8,13 @@ directory. hpbandster uses a pickle file for this; bohb-runner never unpickles a
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from bohb_runner.store.files import write_json_atomically
 
 NAMESERVER_FILE = "nameserver.json"
 
@@ -32,11 +33,8 @@ class NameserverAddress:
 
 def write_nameserver_address(study_dir: Path, address: NameserverAddress) -> Path:
     """Publish the nameserver's address atomically (readers never see half a file)."""
-    path = Path(study_dir) / NAMESERVER_FILE
-    tmp = path.with_name(f".{NAMESERVER_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(asdict(address), indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    # it means nothing after a reboot (the master is gone): atomic for readers, no fsync
+    return write_json_atomically(Path(study_dir) / NAMESERVER_FILE, asdict(address), durable=False, indent=2)
 
 
 def read_nameserver_address(study_dir: Path) -> NameserverAddress | None:

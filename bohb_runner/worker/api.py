@@ -19,14 +19,26 @@ rather than in the first job on a cluster node hours later:
     Build the worker in a worker process. ``worker_kwargs`` are hpbandster's own
     ``Worker.__init__`` arguments (run_id, nameserver, nameserver_port, host, id, logger).
     Without this hook the class is called with ``worker_kwargs`` only.
+
+Per-configuration artifacts
+    A worker that keeps something for a configuration between its jobs (state to continue
+    from when the configuration is promoted to a larger budget, as the LeNet's checkpoints)
+    keeps it in ``context.artifacts_dir(config_id)`` (``STUDY_DIR/checkpoints/<i>_<j>_<k>/``,
+    :mod:`bohb_runner.store.artifacts`), and nowhere else in the study directory. The worker
+    creates it and chooses what goes inside. The master deletes the whole directory once the
+    configuration can no longer continue (every job of its iteration has a result, or the
+    study completed), and may do so while other jobs run: a worker must treat a missing
+    directory or file as "start from scratch", and write files atomically.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bohb_runner.store.artifacts import artifacts_dir
 from bohb_runner.store.spaces import HyperparameterSpec
 
 if TYPE_CHECKING:
@@ -46,6 +58,10 @@ class StudyContext:
     threads: int = 1
     data_record: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def artifacts_dir(self, config_id: Sequence[Any]) -> Path:
+        """Where this worker may keep what it wants for ``config_id`` (see the module docstring)."""
+        return artifacts_dir(self.study_dir, config_id)
 
     @classmethod
     def of(cls, settings: StudySettings, study_dir: Path, device: str = "auto", threads: int = 1) -> StudyContext:

@@ -45,7 +45,12 @@ def _import_module(spec: str, module_name: str) -> Any:
             raise UserError(f"--worker {spec!r}: importing {path} failed ({type(exc).__name__}: {exc})") from exc
         return module
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))  # users' worker modules usually sit in the project
+        # Users' worker modules usually sit in the project, and often import their siblings
+        # later (inside compute or prepare_study), so the directory stays on sys.path for the
+        # life of the process rather than for this import only: right in a worker or CLI
+        # process; a study run through the Python API gives the caller's sys.path back when it
+        # ends (bohb_runner.master.host).
+        sys.path.insert(0, str(Path.cwd()))
     try:
         return importlib.import_module(module_name)
     except ImportError as exc:
