@@ -39,6 +39,11 @@ class OrderedReports:
         self._cond = threading.Condition()
         self._unfinished = 0
         self._closed = False
+        # who waits on the condition: the thread when it has nothing to do, flush() callers.
+        # A report is queued for every job several times over; waking a thread that is busy
+        # anyway would cost a thread switch each (the master's CPU per job is what limits it)
+        self._thread_waiting = False
+        self._flushing = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -50,17 +55,22 @@ class OrderedReports:
                 return
             self._calls.append((what, call, args))
             self._unfinished += 1
-            self._cond.notify_all()
+            if self._thread_waiting:
+                self._cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every report queued so far is made; False if ``timeout`` ran out first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._unfinished:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._cond.wait(left)
+            self._flushing += 1
+            try:
+                while self._unfinished:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        return False
+                    self._cond.wait(left)
+            finally:
+                self._flushing -= 1
         return True
 
     def close(self, timeout: float) -> None:
@@ -86,17 +96,21 @@ class OrderedReports:
         while True:
             with self._cond:
                 while not self._calls and not self._closed:
+                    self._thread_waiting = True
                     self._cond.wait()
+                    self._thread_waiting = False
                 if not self._calls:
                     return
-                what, call, args = self._calls.popleft()
-            try:
-                call(*args)
-            except Exception:
-                self._on_error(what, traceback.format_exc())
-            finally:
-                with self._cond:
-                    self._unfinished = max(0, self._unfinished - 1)
+                batch = list(self._calls)  # everything queued so far, made without the condition
+                self._calls.clear()
+            for what, call, args in batch:
+                try:
+                    call(*args)
+                except Exception:
+                    self._on_error(what, traceback.format_exc())
+            with self._cond:
+                self._unfinished = max(0, self._unfinished - len(batch))
+                if self._flushing:
                     self._cond.notify_all()
 
 
