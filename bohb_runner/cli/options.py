@@ -46,6 +46,27 @@ STUDY_OPTIONS: list[tuple[str, str, type, str]] = [
     ),
     ("--split", "split", str, "train,val,test fractions or counts (default: per dataset)"),
     (
+        "--model",
+        "model",
+        str,
+        "the built-in trainer's model: module:callable or path/file.py:callable, called as "
+        "callable(config, input_shape, num_classes) (default: the reduced LeNet)",
+    ),
+    (
+        "--objective",
+        "objective",
+        str,
+        "a function objective(config, budget, context) to minimise, module:callable (instead of a model)",
+    ),
+    ("--image-size", "image_size", str, "resize images to N x N or HxW (default: their own size, if all agree)"),
+    ("--channels", "channels", int, "1 (grayscale) or 3 (RGB); default: as the images are"),
+    (
+        "--cache-dir",
+        "cache_dir",
+        str,
+        "where decoded images are cached (default: STUDY_DIR/cache); may change on resume",
+    ),
+    (
         "--grid-points",
         "grid_points",
         int,

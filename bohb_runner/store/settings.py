@@ -22,6 +22,8 @@ from bohb_runner.store.files import write_json_atomically
 
 OPTIMIZERS = ("bohb", "hyperband", "randomsearch", "grid")
 DEFAULT_WORKER = "workers.lenet:LeNetWorker"
+# the worker that runs --objective module:callable (bohb_runner.worker.objective)
+OBJECTIVE_WORKER = "bohb_runner.worker.objective:ObjectiveWorker"
 FORMAT_VERSION = 1
 
 
@@ -73,6 +75,15 @@ class StudySettings:
     dataset: str = "digits"
     data_dir: str | None = None
     split: str | None = None
+    # the built-in trainer's model, module:callable or path/file.py:callable (None: the reduced LeNet)
+    model: str | None = None
+    # a function objective(config, budget, context), module:callable, run by OBJECTIVE_WORKER
+    objective: str | None = None
+    # images resized to N x N or H x W ("28", "64x48"); channels forced to 1 or 3 (None: as found)
+    image_size: str | None = None
+    channels: int | None = None
+    # where decoded images are cached (None: the study directory's cache/)
+    cache_dir: str | None = None
     bohb: BOHBOptions = field(default_factory=BOHBOptions)
     # workers continue a promoted configuration from its checkpoint on the smaller budget
     continue_training: bool = True
@@ -112,6 +123,23 @@ class StudySettings:
             raise UserError(f"--job-timeout must be positive, got {self.job_timeout:g}")
         if ":" not in self.worker:
             raise UserError(f"--worker must look like module:Class, got {self.worker!r}")
+        for option, value in (("--model", self.model), ("--objective", self.objective)):
+            if value is not None and ":" not in value:
+                raise UserError(f"{option} must look like module:callable or path/to/file.py:callable, got {value!r}")
+        if self.model is not None and self.objective is not None:
+            raise UserError(
+                "--model trains a torch model with the built-in trainer, --objective runs a function; give one"
+            )
+        if self.objective is not None and self.worker != OBJECTIVE_WORKER:
+            raise UserError(
+                f"--objective runs the function with its own worker; it does not go with --worker {self.worker}"
+            )
+        if self.model is not None and self.worker == OBJECTIVE_WORKER:
+            raise UserError("--model is for the built-in trainer, not for --objective")
+        if self.image_size is not None:
+            parse_image_size(self.image_size)
+        if self.channels is not None and (isinstance(self.channels, bool) or self.channels not in (1, 3)):
+            raise UserError(f"--channels must be 1 or 3, got {self.channels!r}")
         self.bohb.validate()
         if isinstance(self.grid_points, bool) or not isinstance(self.grid_points, int) or self.grid_points < 2:
             raise UserError(f"--grid-points must be an integer of at least 2, got {self.grid_points!r}")
@@ -152,7 +180,7 @@ def installed_versions() -> dict[str, str]:
 
 # Settings a resumed study may change: how long it runs and how long a job may take.
 # Everything else defines the study; a different value would mix two studies in one journal.
-CHANGEABLE_ON_RESUME = ("iterations", "job_timeout", "space_file", "continue_training")
+CHANGEABLE_ON_RESUME = ("iterations", "job_timeout", "space_file", "continue_training", "cache_dir")
 
 
 def get_setting(settings: StudySettings, path: str) -> Any:
@@ -172,11 +200,29 @@ def set_setting(settings: StudySettings, path: str, value: Any) -> None:
 
 
 def new_settings(requested: dict[str, Any]) -> StudySettings:
-    """Settings for a new study: the defaults, overridden by what was asked for."""
+    """Settings for a new study: the defaults, overridden by what was asked for.
+
+    ``--objective`` names its worker itself (:data:`OBJECTIVE_WORKER`); given together with a
+    ``--worker`` of another kind, :meth:`StudySettings.validate` refuses the two.
+    """
     settings = StudySettings(space=requested["space"])
     for path, value in requested.items():
         set_setting(settings, path, value)
+    if settings.objective is not None and "worker" not in requested:
+        settings.worker = OBJECTIVE_WORKER
     return settings
+
+
+def parse_image_size(text: str) -> tuple[int, int]:
+    """``--image-size``: ``N`` (square) or ``HxW``, each at least 1, as (height, width)."""
+    parts = str(text).lower().replace(" ", "").split("x")
+    try:
+        sizes = [int(part) for part in parts]
+    except ValueError:
+        sizes = []
+    if len(sizes) not in (1, 2) or any(size < 1 for size in sizes):
+        raise UserError(f"--image-size must be N or HxW (e.g. 64 or 64x48), got {text!r}")
+    return (sizes[0], sizes[-1])
 
 
 def contradictions(stored: StudySettings, requested: dict[str, Any]) -> list[str]:

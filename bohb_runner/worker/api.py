@@ -58,6 +58,14 @@ class StudyContext:
     threads: int = 1
     data_record: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # the study's own names for what the built-in trainer and --objective run, and its images
+    model: str | None = None
+    objective: str | None = None
+    image_size: str | None = None
+    channels: int | None = None
+    cache_dir: str | None = None
+    max_budget: float | None = None
+    repeats: int = 1
 
     def artifacts_dir(self, config_id: Sequence[Any]) -> Path:
         """Where this worker may keep what it wants for ``config_id`` (see the module docstring)."""
@@ -75,6 +83,13 @@ class StudyContext:
             device=device,
             threads=threads,
             data_record=settings.data,
+            model=settings.model,
+            objective=settings.objective,
+            image_size=settings.image_size,
+            channels=settings.channels,
+            cache_dir=settings.cache_dir,
+            max_budget=settings.max_budget,
+            repeats=settings.repeats,
             extra={
                 "max_budget": settings.max_budget,
                 "continue_training": settings.continue_training,
