@@ -158,6 +158,26 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     return errors[0]
 
 
+def incumbent_steps_by_hand(records: list[dict], epochs_per_budget: float = 1) -> list[tuple[float, list[int]]]:
+    """(epochs consumed, config id) where the incumbent changes, walking journal records in their
+    order: the lowest loss on the largest budget so far, ties to the lowest config id; each
+    evaluation costs ``epochs_per_budget`` (the trainings per evaluation) times its budget.
+    Written out here, independently of bohb_runner.store.results, for the tests to compare with."""
+    spent, best, steps = 0.0, None, []
+    for record in records:
+        spent += epochs_per_budget * record["budget"]
+        if record["status"] != "ok":
+            continue
+        if best is None or (-record["budget"], record["loss"], record["config_id"]) < (
+            -best["budget"],
+            best["loss"],
+            best["config_id"],
+        ):
+            best = record
+            steps.append((spent, record["config_id"]))
+    return steps
+
+
 @pytest.fixture
 def space_file() -> Path:
     return SPACE

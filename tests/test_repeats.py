@@ -21,7 +21,7 @@ from workers.datasets import load_dataset, make_split, tensor_splits
 from workers.lenet import LeNetWorker
 from workers.training import train_and_evaluate
 
-from conftest import SPACE, TESTS, assert_one_line_error, run_cli
+from conftest import SPACE, TESTS, assert_one_line_error, incumbent_steps_by_hand, run_cli
 
 QUADRATIC = TESTS / "data" / "quadratic.yaml"
 
@@ -199,24 +199,6 @@ def test_a_worker_without_repeat_is_refused_up_front(tmp_path):
         assert_one_line_error(wrong, f"--repeats must be an integer of at least 1, got {bad}")
 
 
-def _incumbent_steps_by_hand(records: list[dict], epochs_per_budget: int) -> list[tuple[float, list[int]]]:
-    """(epochs consumed, config id) where the incumbent changes, walking the journal in its order:
-    the lowest loss on the largest budget so far, ties to the lowest config id."""
-    spent, best, steps = 0.0, None, []
-    for record in records:
-        spent += epochs_per_budget * record["budget"]
-        if record["status"] != "ok":
-            continue
-        if best is None or (-record["budget"], record["loss"], record["config_id"]) < (
-            -best["budget"],
-            best["loss"],
-            best["config_id"],
-        ):
-            best = record
-            steps.append((spent, record["config_id"]))
-    return steps
-
-
 def test_repeats_count_alike_in_run_status_best_report_and_compare(tmp_path):
     """--repeats 2: every place that counts epochs counts both trainings, and every place that
     shows a test error shows the mean over the repeats (numbers worked out by hand here)."""
@@ -251,7 +233,7 @@ def test_repeats_count_alike_in_run_status_best_report_and_compare(tmp_path):
     numbers = json.loads((study / "report" / "report.json").read_text())
     assert numbers["epochs"] == 54
     trajectory = [(step["x"], step["config_id"]) for step in numbers["trajectory"]["budget"]]
-    assert trajectory == _incumbent_steps_by_hand(records, 2)
+    assert trajectory == incumbent_steps_by_hand(records, 2)
     assert numbers["incumbent"]["test_error"] == pytest.approx(mean_test_error)
 
     # compare: random search's iteration i evaluates (Hyperband's cost of iteration i) / 9 configurations
@@ -270,7 +252,7 @@ def test_repeats_count_alike_in_run_status_best_report_and_compare(tmp_path):
     final = min(within, key=lambda r: (r["loss"], r["config_id"]))
     run = json.loads((out / "curves.json").read_text())["optimizers"]["randomsearch"]["runs"]["randomsearch-seed0"]
     assert run["epochs"] == 54
-    assert [x for x, _ in run["budget_steps"]] == [x for x, _ in _incumbent_steps_by_hand(within, 2)]
+    assert [x for x, _ in run["budget_steps"]] == [x for x, _ in incumbent_steps_by_hand(within, 2)]
     assert run["final_config_id"] == final["config_id"]
     final_test_error = statistics.fmean(loss + 0.25 for loss in final["info"]["repeat_losses"])
     assert run["final_test_error"] == pytest.approx(final_test_error)

@@ -17,7 +17,7 @@ from hpbandster.core.worker import Worker
 from bohb_runner.analysis.hyperparameters import analysis_budget
 from bohb_runner.store.journal import read_evaluations
 
-from conftest import PROJECT, TESTS, assert_one_line_error, run_cli, start_cli, wait_until
+from conftest import PROJECT, TESTS, assert_one_line_error, incumbent_steps_by_hand, run_cli, start_cli, wait_until
 
 QUADRATIC = TESTS / "data" / "quadratic.yaml"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -40,24 +40,6 @@ class BudgetGatedWorker(Worker):
 
 def journal(study: Path) -> list[dict]:
     return [json.loads(line) for line in (study / "results.jsonl").read_text().splitlines() if line.strip()]
-
-
-def incumbent_steps_by_hand(records: list[dict]) -> list[tuple[float, list[int]]]:
-    """(epochs consumed, config id) where the incumbent changes, in the journal's order: the
-    lowest loss on the largest budget so far, ties to the lowest config id; one training each."""
-    spent, best, steps = 0.0, None, []
-    for record in records:
-        spent += record["budget"]
-        if record["status"] != "ok":
-            continue
-        if best is None or (-record["budget"], record["loss"], record["config_id"]) < (
-            -best["budget"],
-            best["loss"],
-            best["config_id"],
-        ):
-            best = record
-            steps.append((spent, record["config_id"]))
-    return steps
 
 
 def quartile_counts(values: list[float]) -> list[int]:
